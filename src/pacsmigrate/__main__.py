@@ -1,0 +1,5 @@
+"""python -m pacsmigrate"""
+
+from pacsmigrate.cli.main import main
+
+main()

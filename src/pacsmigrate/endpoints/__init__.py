@@ -1,0 +1,1 @@
+"""Sources and targets behind one protocol; one module per kind of endpoint."""

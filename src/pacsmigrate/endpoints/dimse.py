@@ -1,0 +1,318 @@
+"""DIMSE endpoints (pynetdicom): C-ECHO, C-FIND, C-MOVE / C-GET, C-STORE.
+
+Received data sets are never decoded here: pynetdicom writes them to a file as
+received (``STORE_RECV_CHUNKED_DATASET``) and sends files as stored
+(``STORE_SEND_CHUNKED_DATASET``), so instances keep their own transfer syntax
+byte for byte and are never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config, build_context, build_role, evt
+from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from pacsmigrate.endpoints.base import (
+    Capabilities,
+    DimseAddress,
+    InstanceSink,
+    ReceivedInstance,
+    RetrieveResult,
+)
+from pacsmigrate.endpoints.status import (
+    MOVE_DESTINATION_UNKNOWN,
+    OUT_OF_RESOURCES_SUBOPS,
+    SUCCESS,
+    is_pending,
+)
+from pacsmigrate.errors import (
+    AssociationRejected,
+    ContextRefused,
+    MoveDestinationUnknown,
+    PeerUnreachable,
+    ProtocolError,
+    TransientError,
+)
+
+__all__ = ["MAX_CONTEXTS", "DimseEndpoint", "Timeouts"]
+
+LOGGER = logging.getLogger(__name__)
+
+# Keep raw bytes on both sides of the relay, and keep identifiers (PHI) out of
+# pynetdicom's own logs.
+_config.STORE_RECV_CHUNKED_DATASET = True
+_config.STORE_SEND_CHUNKED_DATASET = True
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+#: An association may carry at most 128 presentation contexts (PS3.8 9.3.2.2).
+MAX_CONTEXTS = 128
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    acse: float = 30.0
+    dimse: float = 300.0
+    max_pdu: int = 0
+
+
+def _contexts(pairs: Sequence[tuple[str, str]]) -> list[PresentationContext]:
+    """One presentation context per (SOP class, transfer syntax) actually stored.
+
+    One context per pair (not one per SOP class with many syntaxes) so the peer
+    cannot pick another syntax and transcode (FIELD-NOTES 9).
+    """
+    return [build_context(sop_class, [syntax]) for sop_class, syntax in sorted(set(pairs))]
+
+
+class _DimseStoreSession:
+    """C-STORE over one established association."""
+
+    def __init__(self, assoc: Association, label: str) -> None:
+        self._assoc = assoc
+        self._label = label
+        self._accepted = {
+            (cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts
+        }
+
+    def store(self, path: Path, sop_class_uid: str, transfer_syntax_uid: str) -> int:
+        if (sop_class_uid, transfer_syntax_uid) not in self._accepted:
+            raise ContextRefused(
+                f"{self._label} accepted no presentation context for SOP class"
+                f" {sop_class_uid} in transfer syntax {transfer_syntax_uid}"
+            )
+        if not self._assoc.is_established:
+            raise TransientError(f"association with {self._label} was lost")
+        status = self._assoc.send_c_store(path)
+        if "Status" not in status:
+            raise TransientError(
+                f"no C-STORE response from {self._label} (association aborted or timed out)"
+            )
+        return int(status.Status)
+
+
+class DimseEndpoint:
+    """A DICOM peer reached over DIMSE. Read-only use as a source is the caller's duty:
+    this class issues C-STORE only through :meth:`store_session`."""
+
+    capabilities = Capabilities(can_query=True, can_retrieve=True, can_store=True, can_delete=False)
+
+    def __init__(
+        self,
+        address: DimseAddress,
+        timeouts: Timeouts | None = None,
+        *,
+        move_destination: str | None = None,
+    ) -> None:
+        self.address = address
+        self.timeouts = timeouts or Timeouts()
+        self.move_destination = move_destination or address.calling_ae
+
+    @property
+    def label(self) -> str:
+        return self.address.label
+
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.address.calling_ae)
+        ae.connection_timeout = self.timeouts.connect
+        ae.acse_timeout = self.timeouts.acse
+        ae.dimse_timeout = self.timeouts.dimse
+        ae.network_timeout = max(self.timeouts.dimse, 60.0)
+        ae.maximum_pdu_size = self.timeouts.max_pdu
+        return ae
+
+    @contextmanager
+    def association(
+        self,
+        contexts: list[PresentationContext],
+        *,
+        handlers: Sequence[tuple[Any, Any]] = (),
+        ext_neg: list[Any] | None = None,
+    ) -> Iterator[Association]:
+        """An established association; released (or aborted) on exit, whatever happens."""
+        rejections: list[A_ASSOCIATE] = []
+
+        def on_acse(event: evt.Event) -> None:
+            primitive = event.primitive  # type: ignore[attr-defined]
+            if isinstance(primitive, A_ASSOCIATE) and primitive.result not in (None, 0):
+                rejections.append(primitive)
+
+        assoc = self._ae().associate(
+            self.address.host,
+            self.address.port,
+            contexts=contexts,
+            ae_title=self.address.called_ae,
+            ext_neg=ext_neg,
+            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse), *handlers],
+        )
+        if not assoc.is_established:
+            raise self._association_error(rejections)
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+            if assoc.is_established:  # release did not complete
+                assoc.abort()
+
+    def _association_error(self, rejections: list[A_ASSOCIATE]) -> Exception:
+        where = f"{self.address.host}:{self.address.port}"
+        if rejections:
+            rsp = rejections[0]
+            message = (
+                f"{self.label} rejected the association from calling AE"
+                f" {self.address.calling_ae!r} to called AE {self.address.called_ae!r}:"
+                f" {rsp.result_str}, {rsp.source_str}, {rsp.reason_str}."
+                " Check that both AE titles are configured on the peer."
+            )
+            if rsp.result == 0x02:  # rejected-transient: e.g. local limit exceeded
+                return TransientError(message)
+            return AssociationRejected(message)
+        try:
+            with socket.create_connection(
+                (self.address.host, self.address.port), timeout=self.timeouts.connect
+            ):
+                pass
+        except OSError as exc:
+            return PeerUnreachable(
+                f"cannot connect to {self.label}: {exc.strerror or exc}."
+                f" Check that the peer runs and listens on {where}"
+            )
+        return AssociationRejected(
+            f"{self.label} accepted the connection but did not complete association"
+            " negotiation (aborted, timed out, or accepted none of our presentation contexts)."
+            " Check the called AE title and the SOP classes the peer accepts"
+        )
+
+    def echo(self) -> None:
+        with self.association([build_context(Verification)]) as assoc:
+            status = assoc.send_c_echo()
+            if status.get("Status") != SUCCESS:
+                raise ProtocolError(f"{self.label} answered C-ECHO with {_status_text(status)}")
+
+    def find(self, identifier: Dataset) -> Iterator[Dataset]:
+        """Yield each C-FIND match (Study Root); raise on a failure status."""
+        model = StudyRootQueryRetrieveInformationModelFind
+        with self.association([build_context(model)]) as assoc:
+            for status, match in assoc.send_c_find(identifier, model):
+                code = status.get("Status")
+                if code is None:
+                    raise TransientError(f"C-FIND to {self.label} got no response (aborted or timed out)")
+                if is_pending(code):
+                    if match is not None:
+                        yield match
+                elif code != SUCCESS:
+                    raise ProtocolError(f"{self.label} answered C-FIND with {_status_text(status)}")
+
+    def retrieve(
+        self,
+        identifier: Dataset,
+        sink: InstanceSink,
+        contexts: list[tuple[str, str]],
+    ) -> RetrieveResult:
+        """C-MOVE to :attr:`move_destination` or C-GET into ``sink``, by the URL's setting.
+
+        With C-MOVE the instances reach our Storage SCP, which routes them to the
+        caller's sink; the caller registered the route before calling.
+        """
+        if self.address.retrieve == "get":
+            return self._get(identifier, sink, contexts)
+        return self._move(identifier)
+
+    def _move(self, identifier: Dataset) -> RetrieveResult:
+        model = StudyRootQueryRetrieveInformationModelMove
+        with self.association([build_context(model)]) as assoc:
+            final = _final_status(assoc.send_c_move(identifier, self.move_destination, model))
+        return self._result(final, "C-MOVE")
+
+    def _get(
+        self, identifier: Dataset, sink: InstanceSink, pairs: list[tuple[str, str]]
+    ) -> RetrieveResult:
+        model = StudyRootQueryRetrieveInformationModelGet
+        contexts = [build_context(model), *_contexts(pairs)]
+        if len(contexts) > MAX_CONTEXTS:
+            raise ProtocolError(
+                f"C-GET needs {len(contexts)} presentation contexts (limit {MAX_CONTEXTS});"
+                " retrieve this study with C-MOVE (retrieve=move)"
+            )
+        roles = [build_role(sop_class, scp_role=True) for sop_class in {p[0] for p in pairs}]
+
+        def on_store(event: evt.Event) -> int:
+            request = event.request  # type: ignore[attr-defined]
+            return sink(
+                ReceivedInstance(
+                    path=Path(event.dataset_path),
+                    sop_class_uid=str(request.AffectedSOPClassUID),
+                    sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                    transfer_syntax_uid=str(event.context.transfer_syntax),
+                )
+            )
+
+        with self.association(
+            contexts, handlers=[(evt.EVT_C_STORE, on_store)], ext_neg=roles
+        ) as assoc:
+            final = _final_status(assoc.send_c_get(identifier, model))
+        return self._result(final, "C-GET")
+
+    def _result(self, final: Dataset, operation: str) -> RetrieveResult:
+        code = final.get("Status")
+        if code is None:
+            raise TransientError(f"{operation} from {self.label} got no final response (aborted or timed out)")
+        if code == MOVE_DESTINATION_UNKNOWN:
+            raise MoveDestinationUnknown(
+                f"{self.label} does not know the move destination {self.move_destination!r}"
+                " (status 0xA801)"
+            )
+        if code == OUT_OF_RESOURCES_SUBOPS or (code & 0xFF00) == 0xA700:
+            raise TransientError(f"{self.label} is out of resources ({_status_text(final)})")
+        return RetrieveResult(
+            status=int(code),
+            completed=int(final.get("NumberOfCompletedSuboperations", 0) or 0),
+            failed=int(final.get("NumberOfFailedSuboperations", 0) or 0),
+            warning=int(final.get("NumberOfWarningSuboperations", 0) or 0),
+            error_comment=str(final.get("ErrorComment", "") or ""),
+        )
+
+    @contextmanager
+    def store_session(self, contexts: list[tuple[str, str]]) -> Iterator[_DimseStoreSession]:
+        requested = _contexts(contexts)
+        if len(requested) > MAX_CONTEXTS:
+            raise ValueError(f"at most {MAX_CONTEXTS} contexts per association, got {len(requested)}")
+        with self.association(requested) as assoc:
+            yield _DimseStoreSession(assoc, self.label)
+
+
+def _final_status(responses: Iterator[tuple[Dataset, Dataset | None]]) -> Dataset:
+    """Drain C-MOVE/C-GET responses and return the last status data set."""
+    final = Dataset()
+    for status, _identifier in responses:
+        final = status
+        code = status.get("Status")
+        if code is None or not is_pending(code):
+            break
+    return final
+
+
+def _status_text(status: Dataset) -> str:
+    code = status.get("Status")
+    if code is None:
+        return "no status (association aborted or timed out)"
+    comment = status.get("ErrorComment", "")
+    return f"status 0x{int(code):04X}" + (f" ({comment})" if comment else "")

@@ -1,0 +1,1 @@
+"""Test helpers for pacsmigrate (generated data sets)."""
