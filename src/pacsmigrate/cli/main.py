@@ -38,7 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are quoted by tests and scripts
 _state: dict[str, Any] = {"project": Path("."), "overrides": {}}
 
 

@@ -67,6 +67,12 @@ class RetrieveResult:
     warning: int
     error_comment: str = ""
 
+    @property
+    def nothing_sent(self) -> bool:
+        """A failure status with no sub-operation done: no instance is on its way."""
+        failed_status = (self.status & 0xF000) in (0xA000, 0xC000)
+        return failed_status and self.completed == 0 and self.warning == 0
+
 
 class StoreSession(Protocol):
     def store(self, path: Path, sop_class_uid: str, transfer_syntax_uid: str) -> int:

@@ -84,7 +84,7 @@ def _probe_move(source: Endpoint, scp: StorageSCP, image: Dataset, quiet: float)
                 result = source.retrieve(identifier, spool.sink, [])
             except MoveDestinationUnknown as exc:
                 raise MoveDestinationUnknown(f"{exc}: {_register_hint(scp)}") from exc
-            missing = spool.wait_complete(quiet)
+            missing = spool.missing() if result.nothing_sent else spool.wait_complete(quiet)
         if not missing:
             return True
     if result.status != SUCCESS and result.completed == 0:

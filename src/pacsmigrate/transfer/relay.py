@@ -85,8 +85,9 @@ def _retrieve(ctx: RelayContext, study: Study, expected: list[Instance], spool: 
     def attempt(identifier: Dataset) -> None:
         if ctx.scp is not None:
             with ctx.scp.route(study.study_uid, spool.expected, spool.sink):
-                ctx.source.retrieve(identifier, spool.sink, contexts)
-                spool.wait_complete(ctx.quiet_period)
+                result = ctx.source.retrieve(identifier, spool.sink, contexts)
+                if not result.nothing_sent:
+                    spool.wait_complete(ctx.quiet_period)
         else:
             ctx.source.retrieve(identifier, spool.sink, contexts)
 
