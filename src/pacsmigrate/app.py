@@ -104,7 +104,7 @@ class Migration:
             str(self.config["local.host"]),
             int(self.config["local.port"]),
             self.spool_dir,
-            extra_sop_classes=self._sop_classes_in_ledger(),
+            sop_classes=self._sop_classes_in_ledger(),
             max_pdu=self.timeouts.max_pdu,
         )
         with scp:
@@ -137,8 +137,10 @@ class Migration:
     # stages ----------------------------------------------------------------
     def preflight(self) -> PreflightResult:
         with self._exclusive(), self._scp() as scp:
-            return run_preflight(self.source, self.target, scp,
-                                 quiet=float(self.config["migrate.quiet_period"]))
+            return run_preflight(
+                self.source, self.target, scp, spool_root=self.spool_dir,
+                quiet=float(self.config["migrate.quiet_period"]),
+            )
 
     def inventory(self) -> InventorySummary:
         return run_inventory(self.source, self.ledger)

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
+from pacsmigrate.ledger import repo
+from pacsmigrate.ledger.db import open_ledger
+from pacsmigrate.ledger.models import AuditRecord
 from pacsmigrate.testing.hospital import GeneratedInstance, generate_hospital
 from pacsmigrate.testing.orthanc import free_port, running_orthanc
 from tests.conftest import CALLING_AE, Peers, needs_orthanc, run_cli
@@ -37,7 +43,7 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[GeneratedInstance]:
-    """A larger hospital than the session one (~160 instances, 30 studies), so a kill lands mid-run."""
+    """A larger hospital than the session one (159 instances, 30 studies): kills land mid-run."""
     return generate_hospital(tmp_path_factory.mktemp("hospital-crash"), seed=SEED, scale=3)
 
 
@@ -73,37 +79,47 @@ def _query(ledger: Path, sql: str) -> list[tuple[object, ...]]:
 # Kill points ----------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Scene:
+    """What a kill point may look at: the ledger file, the peers and the corpus size."""
+
+    ledger: Path
+    peers: Peers
+    instances: int
+    studies: int
+
+
+@dataclass(frozen=True)
 class KillPoint:
-    """A condition on the ledger or the target; ``describe`` says what it waited for."""
+    """A condition on the ledger or the target; ``describe`` says what it waits for."""
 
     describe: str
     reached: Callable[[], bool]
 
 
-def _point_transferring(_rng: random.Random, ledger: Path, _peers: Peers, _total: int, _studies: int) -> KillPoint:
+def _point_transferring(_rng: random.Random, scene: Scene) -> KillPoint:
     return KillPoint(
         "at least one study 'transferring'",
-        lambda: _study_states(ledger).get("transferring", 0) >= 1,
+        lambda: _study_states(scene.ledger).get("transferring", 0) >= 1,
     )
 
 
-def _point_target_count(rng: random.Random, _ledger: Path, peers: Peers, total: int, _studies: int) -> KillPoint:
+def _point_target_count(rng: random.Random, scene: Scene) -> KillPoint:
+    total = scene.instances
     k = rng.randint(math.ceil(0.1 * total), math.floor(0.7 * total))
     return KillPoint(
         f"the target holding at least {k} of {total} instances",
-        lambda: int(peers.target.statistics()["CountInstances"]) >= k,
+        lambda: int(scene.peers.target.statistics()["CountInstances"]) >= k,
     )
 
 
-def _point_some_transferred(rng: random.Random, ledger: Path, _peers: Peers, _total: int, studies: int) -> KillPoint:
-    j = rng.randint(1, studies // 2)
+def _point_some_transferred(rng: random.Random, scene: Scene) -> KillPoint:
+    j = rng.randint(1, scene.studies // 2)
 
     def reached() -> bool:
-        states = _study_states(ledger)
-        transferred = states.get("transferred", 0)
-        return j <= transferred < studies
+        transferred = _study_states(scene.ledger).get("transferred", 0)
+        return j <= transferred < scene.studies
 
-    return KillPoint(f"at least {j} (not all {studies}) studies 'transferred'", reached)
+    return KillPoint(f"at least {j} (not all {scene.studies}) studies 'transferred'", reached)
 
 
 KILL_POINTS = [_point_transferring, _point_target_count, _point_some_transferred]
@@ -141,7 +157,7 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     tmp_path: Path,
     crash_peers: Peers,
     corpus: list[GeneratedInstance],
-    make_point: Callable[..., KillPoint],
+    make_point: Callable[[random.Random, Scene], KillPoint],
 ) -> None:
     peers = crash_peers
     project = peers.init_project(tmp_path / "project")
@@ -154,7 +170,7 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     assert inventory.returncode == 0, inventory.stderr
 
     rng = random.Random(f"{SEED}-{make_point.__name__}")
-    point = make_point(rng, ledger, peers, total, studies)
+    point = make_point(rng, Scene(ledger, peers, total, studies))
     log = tmp_path / "killed-migrate.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -168,37 +184,68 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
             process.kill()
             process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, log.read_text(errors="replace")
+    acknowledged = _query(ledger, "SELECT count(*) FROM instances WHERE stored_at IS NOT NULL")
+    killed_at = (
+        f"killed at: {point.describe}; then studies {_study_states(ledger)},"
+        f" target {peers.target.statistics()['CountInstances']} instances,"
+        f" ledger {acknowledged[0][0]} acknowledged"
+    )
 
+    print(killed_at)
     again = run_cli("-C", str(project), "migrate")
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.returncode == 0, f"{killed_at}\n{again.stdout}{again.stderr}"
     verify = run_cli("-C", str(project), "verify")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.returncode == 0, f"{killed_at}\n{verify.stdout}{verify.stderr}"
 
-    # the ledger: every study verified, every instance acknowledged and hashed
+    _assert_ledger_consistent(ledger, studies, total, killed_at)
+    # the target: each source instance exactly once, nothing else
+    assert int(peers.target.statistics()["CountInstances"]) == total, killed_at
+    assert set(peers.target.sop_instance_index()) == {item.sop_instance_uid for item in corpus}
+    _assert_spool_clean(project / "spool")
+
+
+def _assert_ledger_consistent(ledger: Path, studies: int, total: int, killed_at: str) -> None:
+    """Every study verified and released, every instance acknowledged, hashed and present."""
     states = dict(_query(ledger, "SELECT state, count(*) FROM studies GROUP BY state"))
-    assert states == {"verified": studies}, f"killed at: {point.describe}"
+    assert states == {"verified": studies}, killed_at
+    # the kill is not an attempt (requeue_stale_leases), and nothing else disturbed the run
+    assert _query(
+        ledger, "SELECT study_uid, attempts, lease_pid, reason FROM studies"
+        " WHERE attempts != 1 OR lease_pid != 0 OR lease_host != ''"
+    ) == [], killed_at
     assert _query(ledger, "SELECT count(*) FROM instances") == [(total,)]
     unfinished = _query(
         ledger,
-        "SELECT sop_instance_uid, stored_at, store_status, sha256 FROM instances"
-        " WHERE stored_at IS NULL OR store_status IS NOT 0 OR sha256 = '' OR sha256 IS NULL",
+        "SELECT sop_instance_uid, stored_at, store_status, sha256, verify_state FROM instances"
+        " WHERE stored_at IS NULL OR store_status IS NOT 0 OR sha256 IS NULL OR sha256 = ''"
+        " OR verify_state != 'present'",
     )
-    assert unfinished == []
+    assert unfinished == [], killed_at
     migrate_runs = _query(ledger, "SELECT outcome FROM runs WHERE stage = 'migrate' ORDER BY id")
-    assert len(migrate_runs) >= 2
-    assert migrate_runs[-1] == ("completed",)
+    assert len(migrate_runs) >= 2, migrate_runs
+    assert migrate_runs[-1] == ("completed",), migrate_runs
+    opened = open_ledger(f"sqlite:///{ledger}")
+    try:
+        with opened.session() as session:
+            records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+    finally:
+        opened.close()
+    assert records, "the audit log is empty"
+    assert repo.verify_audit_chain(records) is None
 
-    # the target: each source instance exactly once, nothing else
-    assert int(peers.target.statistics()["CountInstances"]) == total
-    assert set(peers.target.sop_instance_index()) == {item.sop_instance_uid for item in corpus}
 
-    # the spool: nothing left for verified studies
-    spool = project / "spool"
+def _assert_spool_clean(spool: Path) -> None:
+    """No spooled file and no study folder left; pynetdicom temp files in incoming/ only warn."""
+    incoming = spool / "incoming"
     leftovers = sorted(
-        str(path.relative_to(spool))
-        for path in spool.rglob("*.dcm")
-        if path.parent.name not in ("incoming", "unrouted")
+        str(path.relative_to(spool)) for path in spool.rglob("*") if path.is_file()
+        if path.parent != incoming and path != spool / ".lock"
     )
     assert leftovers == []
-    study_dirs = [path.name for path in spool.iterdir() if path.is_dir() and path.name not in ("incoming", "unrouted")]
-    assert study_dirs == []
+    folders = sorted(p.name for p in spool.iterdir() if p.is_dir() and p != incoming)
+    assert folders == []
+    if incoming.exists() and any(incoming.iterdir()):
+        warnings.warn(
+            f"temp files left in {incoming}: {sorted(p.name for p in incoming.iterdir())}",
+            stacklevel=1,
+        )

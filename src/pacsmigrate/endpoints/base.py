@@ -11,7 +11,7 @@ flags instead of the class.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,12 +91,18 @@ class Endpoint(Protocol):
 
     def find(self, identifier: Dataset) -> Iterator[Dataset]: ...
 
+    def query_session(self) -> AbstractContextManager[Callable[[Dataset], Iterator[Dataset]]]:
+        """A ``find`` function that reuses one connection for many queries."""
+        ...
+
     def retrieve(
         self,
         identifier: Dataset,
         sink: InstanceSink,
-        contexts: list[tuple[str, str]],
-    ) -> RetrieveResult: ...
+        sop_classes: Sequence[str],
+    ) -> RetrieveResult:
+        """Retrieve into ``sink``; ``sop_classes`` are those the inventory expects."""
+        ...
 
     def store_session(
         self, contexts: list[tuple[str, str]]

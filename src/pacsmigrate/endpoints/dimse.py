@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 from pynetdicom import AE, _config, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ASSOCIATE
@@ -28,6 +43,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from pacsmigrate.endpoints._tcp import TCP_HANDLERS
 from pacsmigrate.endpoints.base import (
     Capabilities,
     DimseAddress,
@@ -63,6 +79,15 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 
 #: An association may carry at most 128 presentation contexts (PS3.8 9.3.2.2).
 MAX_CONTEXTS = 128
+
+
+#: Transfer syntaxes offered per SOP class for C-GET, one context each, so the
+#: source sends each instance in the syntax it holds (FIELD-NOTES 9).
+RETRIEVE_SYNTAXES = (
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
+    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +185,7 @@ class DimseEndpoint:
             contexts=contexts,
             ae_title=self.address.called_ae,
             ext_neg=ext_neg,
-            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse), *handlers],
+            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse), *TCP_HANDLERS, *handlers],
         )
         if not assoc.is_established:
             raise self._association_error(rejections)
@@ -208,24 +233,40 @@ class DimseEndpoint:
                 raise ProtocolError(f"{self.label} answered C-ECHO with {_status_text(status)}")
 
     def find(self, identifier: Dataset) -> Iterator[Dataset]:
-        """Yield each C-FIND match (Study Root); raise on a failure status."""
+        """Yield each C-FIND match (Study Root) on a new association."""
+        with self.query_session() as find:
+            yield from find(identifier)
+
+    @contextmanager
+    def query_session(self) -> Iterator[Callable[[Dataset], Iterator[Dataset]]]:
+        """Many C-FINDs over one association (an association costs ~50 ms per peer)."""
         model = StudyRootQueryRetrieveInformationModelFind
         with self.association([build_context(model)]) as assoc:
-            for status, match in assoc.send_c_find(identifier, model):
-                code = status.get("Status")
-                if code is None:
-                    raise TransientError(f"C-FIND to {self.label} got no response (aborted or timed out)")
-                if is_pending(code):
-                    if match is not None:
-                        yield match
-                elif code != SUCCESS:
-                    raise ProtocolError(f"{self.label} answered C-FIND with {_status_text(status)}")
+
+            def find(identifier: Dataset) -> Iterator[Dataset]:
+                if not assoc.is_established:
+                    raise TransientError(f"association with {self.label} was lost")
+                for status, match in assoc.send_c_find(identifier, model):
+                    code = status.get("Status")
+                    if code is None:
+                        raise TransientError(
+                            f"C-FIND to {self.label} got no response (aborted or timed out)"
+                        )
+                    if is_pending(code):
+                        if match is not None:
+                            yield match
+                    elif code != SUCCESS:
+                        raise ProtocolError(
+                            f"{self.label} answered C-FIND with {_status_text(status)}"
+                        )
+
+            yield find
 
     def retrieve(
         self,
         identifier: Dataset,
         sink: InstanceSink,
-        contexts: list[tuple[str, str]],
+        sop_classes: Sequence[str],
     ) -> RetrieveResult:
         """C-MOVE to :attr:`move_destination` or C-GET into ``sink``, by the URL's setting.
 
@@ -233,7 +274,7 @@ class DimseEndpoint:
         caller's sink; the caller registered the route before calling.
         """
         if self.address.retrieve == "get":
-            return self._get(identifier, sink, contexts)
+            return self._get(identifier, sink, sop_classes)
         return self._move(identifier)
 
     def _move(self, identifier: Dataset) -> RetrieveResult:
@@ -243,16 +284,17 @@ class DimseEndpoint:
         return self._result(final, "C-MOVE")
 
     def _get(
-        self, identifier: Dataset, sink: InstanceSink, pairs: list[tuple[str, str]]
+        self, identifier: Dataset, sink: InstanceSink, sop_classes: Sequence[str]
     ) -> RetrieveResult:
         model = StudyRootQueryRetrieveInformationModelGet
+        pairs = [(c, str(ts)) for c in sorted(set(sop_classes)) for ts in RETRIEVE_SYNTAXES]
         contexts = [build_context(model), *_contexts(pairs)]
         if len(contexts) > MAX_CONTEXTS:
             raise ProtocolError(
-                f"C-GET needs {len(contexts)} presentation contexts (limit {MAX_CONTEXTS});"
-                " retrieve this study with C-MOVE (retrieve=move)"
+                f"C-GET of {len(set(sop_classes))} SOP classes needs {len(contexts)} presentation"
+                f" contexts (limit {MAX_CONTEXTS}); use C-MOVE for this source (retrieve=move)"
             )
-        roles = [build_role(sop_class, scp_role=True) for sop_class in {p[0] for p in pairs}]
+        roles = [build_role(sop_class, scp_role=True) for sop_class in sorted(set(sop_classes))]
 
         def on_store(event: evt.Event) -> int:
             request = event.request  # type: ignore[attr-defined]

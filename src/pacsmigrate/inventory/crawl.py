@@ -8,7 +8,7 @@ forgotten, and a study that gains instances after it was migrated goes back to
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from pacsmigrate.ledger.states import StudyState
 __all__ = ["InventorySummary", "run_inventory"]
 
 LOGGER = logging.getLogger(__name__)
+Find = Callable[[Dataset], Iterator[Dataset]]
 
 # DICOM keyword -> ledger column (STYLE.md: one mapping table)
 _STUDY_KEYS = {
@@ -87,11 +88,11 @@ def _fields(match: Dataset, keys: dict[str, str]) -> dict[str, str]:
     return {column: _value(match, keyword) for keyword, column in keys.items()}
 
 
-def _study_matches(source: Endpoint) -> Iterator[Dataset]:
+def _study_matches(find: Find) -> Iterator[Dataset]:
     query = _query("STUDY", _STUDY_KEYS, StudyInstanceUID="")
     query.NumberOfStudyRelatedInstances = ""
     seen: set[str] = set()
-    for match in source.find(query):
+    for match in find(query):
         uid = _value(match, "StudyInstanceUID")
         if uid and uid not in seen:  # sources repeat rows (FIELD-NOTES 2)
             seen.add(uid)
@@ -105,7 +106,7 @@ def _reported(match: Dataset) -> int | None:
         return None
 
 
-def _inventory_study(session: Session, source: Endpoint, match: Dataset, summary: InventorySummary) -> None:
+def _inventory_study(session: Session, find: Find, match: Dataset, summary: InventorySummary) -> None:
     study_uid = _value(match, "StudyInstanceUID")
     fields: dict[str, Any] = _fields(match, _STUDY_KEYS)
     fields["reported_instances"] = _reported(match)
@@ -114,7 +115,7 @@ def _inventory_study(session: Session, source: Endpoint, match: Dataset, summary
     summary.studies += 1
     summary.studies_new += int(result.created)
     new_instances = 0
-    for series_match in source.find(_query("SERIES", _SERIES_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID="")):
+    for series_match in list(find(_query("SERIES", _SERIES_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID=""))):
         series_uid = _value(series_match, "SeriesInstanceUID")
         if not series_uid:
             continue
@@ -123,7 +124,7 @@ def _inventory_study(session: Session, source: Endpoint, match: Dataset, summary
         image_query = _query(
             "IMAGE", _INSTANCE_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, SOPInstanceUID=""
         )
-        for image in source.find(image_query):
+        for image in find(image_query):
             sop_uid = _value(image, "SOPInstanceUID")
             if not sop_uid:
                 continue
@@ -142,11 +143,12 @@ def run_inventory(source: Endpoint, ledger: Ledger) -> InventorySummary:
     with ledger.session() as session:
         run = repo.start_run(session, "inventory")
         session.commit()
-        # Materialise the study list first so the study-level association is
-        # not held open while series and image queries run.
-        for match in list(_study_matches(source)):
-            _inventory_study(session, source, match, summary)
-            session.commit()
+        with source.query_session() as find:
+            # Materialise the study list first: one association carries one
+            # query at a time, and the series and image queries come next.
+            for match in list(_study_matches(find)):
+                _inventory_study(session, find, match, summary)
+                session.commit()
         repo.audit(session, "inventory", "completed", **summary.as_dict())
         repo.finish_run(session, run, "completed", summary.as_dict())
         session.commit()

@@ -1,6 +1,7 @@
 """Preflight: prove both ends answer and that the source can send to us.
 
-C-ECHO both ends, then C-MOVE one known instance to our own Storage SCP. A
+C-ECHO both ends, then C-MOVE one known instance to our own Storage SCP (or
+C-GET it, for a source set to ``retrieve=get``). A
 source that does not know our AE title answers 0xA801 (or, like Orthanc 1.10,
 a failure with nothing sent); that is a configuration error with the exact
 AE title, host and port to register on the source, never a retry.
@@ -62,6 +63,15 @@ def _known_instance(source: Endpoint) -> Dataset | None:
     )
 
 
+def _image_identifier(image: Dataset) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "IMAGE"
+    identifier.StudyInstanceUID = image.StudyInstanceUID
+    identifier.SeriesInstanceUID = image.SeriesInstanceUID
+    identifier.SOPInstanceUID = image.SOPInstanceUID
+    return identifier
+
+
 def _register_hint(scp: StorageSCP) -> str:
     host = scp.host if scp.host not in {"0.0.0.0", "::", ""} else "this machine's address"
     return (
@@ -71,11 +81,7 @@ def _register_hint(scp: StorageSCP) -> str:
 
 
 def _probe_move(source: Endpoint, scp: StorageSCP, image: Dataset, quiet: float) -> bool:
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = "IMAGE"
-    identifier.StudyInstanceUID = image.StudyInstanceUID
-    identifier.SeriesInstanceUID = image.SeriesInstanceUID
-    identifier.SOPInstanceUID = image.SOPInstanceUID
+    identifier = _image_identifier(image)
     sop_uid = str(image.SOPInstanceUID)
     with tempfile.TemporaryDirectory(dir=scp.spool_dir) as folder:
         spool = StudySpool(Path(folder) / "probe", [sop_uid])
@@ -100,16 +106,39 @@ def _probe_move(source: Endpoint, scp: StorageSCP, image: Dataset, quiet: float)
     )
 
 
+def _probe_get(source: Endpoint, image: Dataset, spool_root: Path) -> bool:
+    identifier = _image_identifier(image)
+    sop_class = str(image.get("SOPClassUID", "") or "")
+    spool_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=spool_root) as folder:
+        spool = StudySpool(Path(folder) / "probe", [str(image.SOPInstanceUID)])
+        result = source.retrieve(identifier, spool.sink, [sop_class] if sop_class else [])
+        if not spool.missing():
+            return True
+    raise ProtocolError(
+        f"{source.label} answered the probe C-GET with {describe(result.status)} and sent"
+        " nothing: check that it supports C-GET, or use retrieve=move"
+    )
+
+
 def run_preflight(
-    source: Endpoint, target: Endpoint, scp: StorageSCP | None, *, quiet: float = 10.0
+    source: Endpoint,
+    target: Endpoint,
+    scp: StorageSCP | None,
+    *,
+    spool_root: Path,
+    quiet: float = 10.0,
 ) -> PreflightResult:
     """Raise a :class:`~pacsmigrate.errors.PacsmigrateError` on the first failed check."""
     source.echo()
     target.echo()
     image = _known_instance(source)
     received = False
-    if image is not None and scp is not None:
-        received = _probe_move(source, scp, image, quiet)
+    if image is not None:
+        received = (
+            _probe_move(source, scp, image, quiet) if scp is not None
+            else _probe_get(source, image, spool_root)
+        )
     return PreflightResult(
         source=source.label,
         target=target.label,

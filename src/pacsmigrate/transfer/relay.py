@@ -13,21 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGExtended12Bit,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-)
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.base import Endpoint
@@ -44,15 +29,6 @@ from pacsmigrate.transfer.spool import SpooledInstance, StudySpool
 __all__ = ["RelayContext", "migrate_study"]
 
 LOGGER = logging.getLogger(__name__)
-
-#: Transfer syntaxes offered per SOP class for C-GET, one context each, so the
-#: source sends each instance in the syntax it holds (FIELD-NOTES 9).
-GET_SYNTAXES = (
-    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
-    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
-)
-
 
 @dataclass(frozen=True)
 class RelayContext:
@@ -72,24 +48,18 @@ def _identifier(level: str, **keys: str) -> Dataset:
     return ds
 
 
-def _get_contexts(instances: list[Instance]) -> list[tuple[str, str]]:
-    sop_classes = sorted({i.sop_class_uid for i in instances if i.sop_class_uid})
-    pairs = [(c, str(ts)) for c in sop_classes for ts in GET_SYNTAXES]
-    return pairs[: MAX_CONTEXTS - 1]
-
-
 def _retrieve(ctx: RelayContext, study: Study, expected: list[Instance], spool: StudySpool) -> None:
     """Study-level retrieve, then image-level retrieves for what did not arrive."""
-    contexts = _get_contexts(expected)
+    sop_classes = sorted({i.sop_class_uid for i in expected if i.sop_class_uid})
 
     def attempt(identifier: Dataset) -> None:
         if ctx.scp is not None:
             with ctx.scp.route(study.study_uid, spool.expected, spool.sink):
-                result = ctx.source.retrieve(identifier, spool.sink, contexts)
+                result = ctx.source.retrieve(identifier, spool.sink, sop_classes)
                 if not result.nothing_sent:
                     spool.wait_complete(ctx.quiet_period)
         else:
-            ctx.source.retrieve(identifier, spool.sink, contexts)
+            ctx.source.retrieve(identifier, spool.sink, sop_classes)
 
     attempt(_identifier("STUDY", StudyInstanceUID=study.study_uid))
     missing = spool.missing()

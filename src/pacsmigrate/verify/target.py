@@ -9,10 +9,12 @@ present becomes ``verified``; one with missing instances goes back to
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.base import Endpoint
 from pacsmigrate.ledger import repo
@@ -23,6 +25,7 @@ from pacsmigrate.ledger.states import StudyState
 __all__ = ["VerifySummary", "run_verify", "target_sop_uids"]
 
 LOGGER = logging.getLogger(__name__)
+Find = Callable[[Dataset], Iterator[Dataset]]
 
 
 @dataclass
@@ -48,18 +51,18 @@ def _query(level: str, **keys: str) -> Dataset:
     return ds
 
 
-def target_sop_uids(target: Endpoint, study_uid: str) -> set[str]:
+def target_sop_uids(find: Find, study_uid: str) -> set[str]:
     """Every SOP Instance UID the target holds for ``study_uid``."""
     found: set[str] = set()
     series_query = _query("SERIES", StudyInstanceUID=study_uid, SeriesInstanceUID="")
-    for series in target.find(series_query):
+    for series in list(find(series_query)):
         series_uid = str(series.get("SeriesInstanceUID", "") or "")
         if not series_uid:
             continue
         image_query = _query(
             "IMAGE", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, SOPInstanceUID=""
         )
-        for image in target.find(image_query):
+        for image in find(image_query):
             sop_uid = str(image.get("SOPInstanceUID", "") or "")
             if sop_uid:
                 found.add(sop_uid)
@@ -74,22 +77,26 @@ def run_verify(target: Endpoint, ledger: Ledger, *, recheck: bool = False) -> Ve
         run = repo.start_run(session, "verify")
         session.commit()
         ids = list(session.scalars(select(Study.id).where(Study.state.in_(states)).order_by(Study.id)))
-        for study_id in ids:
-            study = session.get_one(Study, study_id)
-            present = target_sop_uids(target, study.study_uid)
-            missing = repo.mark_missing(session, study, present)
-            if missing:
-                reason = f"{missing} instances missing on the target at verify; queued to send again"
-                repo.set_state(session, study, StudyState.QUEUED, reason)
-                summary.incomplete += 1
-                summary.missing_instances += missing
-                summary.incomplete_studies.append(study.study_uid)
-            elif study.state != StudyState.VERIFIED.value:
-                repo.set_state(session, study, StudyState.VERIFIED)
-                summary.verified += 1
-            repo.audit(session, "verify", "checked", study.study_uid,
-                       present=len(present), missing=missing)
-            session.commit()
+        with target.query_session() as find:
+            for study_id in ids:
+                _verify_study(session, find, session.get_one(Study, study_id), summary)
         repo.finish_run(session, run, "completed", summary.as_dict())
         session.commit()
     return summary
+
+
+def _verify_study(session: Session, find: Find, study: Study, summary: VerifySummary) -> None:
+    present = target_sop_uids(find, study.study_uid)
+    missing = repo.mark_missing(session, study, present)
+    if missing:
+        reason = f"{missing} instances missing on the target at verify; queued to send again"
+        repo.set_state(session, study, StudyState.QUEUED, reason)
+        summary.incomplete += 1
+        summary.missing_instances += missing
+        summary.incomplete_studies.append(study.study_uid)
+    elif study.state != StudyState.VERIFIED.value:
+        repo.set_state(session, study, StudyState.VERIFIED)
+        summary.verified += 1
+    repo.audit(session, "verify", "checked", study.study_uid,
+               present=len(present), missing=missing)
+    session.commit()
