@@ -138,7 +138,10 @@ class Migration:
     def preflight(self) -> PreflightResult:
         with self._exclusive(), self._scp() as scp:
             return run_preflight(
-                self.source, self.target, scp, spool_root=self.spool_dir,
+                self.source,
+                self.target,
+                scp,
+                spool_root=self.spool_dir,
                 quiet=float(self.config["migrate.quiet_period"]),
             )
 
@@ -156,7 +159,10 @@ class Migration:
                 session.commit()
             with self._scp() as scp:
                 context = RelayContext(
-                    source=self.source, target=self.target, scp=scp, ledger=self.ledger,
+                    source=self.source,
+                    target=self.target,
+                    scp=scp,
+                    ledger=self.ledger,
                     spool_dir=self.spool_dir,
                     quiet_period=float(self.config["migrate.quiet_period"]),
                 )
@@ -175,7 +181,9 @@ class Migration:
 
     @staticmethod
     def _requeue(session: Any, states: tuple[StudyState, ...]) -> None:
-        for study in session.scalars(select(Study).where(Study.state.in_([s.value for s in states]))):
+        for study in session.scalars(
+            select(Study).where(Study.state.in_([s.value for s in states]))
+        ):
             study.attempts = 0
             repo.set_state(session, study, StudyState.QUEUED, "queued again by --retry-failed")
 

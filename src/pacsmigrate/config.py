@@ -11,6 +11,7 @@ Precedence, lowest first: defaults, ``pacsmigrate.toml``, environment
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import tomllib
@@ -39,33 +40,70 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("source.url", str, "", "Source PACS, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE"
-            " (add &retrieve=get to use C-GET instead of C-MOVE). Never written to."),
-    Setting("target.url", str, "", "Target PACS, e.g. dimse://NEWPACS@10.0.0.6:104?calling=PACSMIGRATE"),
-    Setting("local.ae_title", str, "PACSMIGRATE",
-            "AE title of our embedded Storage SCP: the C-MOVE destination registered on the source"),
-    Setting("local.host", str, "127.0.0.1",
-            "Address our Storage SCP listens on (the source connects here); 0.0.0.0 for all"),
+    Setting(
+        "source.url",
+        str,
+        "",
+        "Source PACS, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE"
+        " (add &retrieve=get to use C-GET instead of C-MOVE). Never written to.",
+    ),
+    Setting(
+        "target.url", str, "", "Target PACS, e.g. dimse://NEWPACS@10.0.0.6:104?calling=PACSMIGRATE"
+    ),
+    Setting(
+        "local.ae_title",
+        str,
+        "PACSMIGRATE",
+        "AE title of our embedded Storage SCP: the C-MOVE destination registered on the source",
+    ),
+    Setting(
+        "local.host",
+        str,
+        "127.0.0.1",
+        "Address our Storage SCP listens on (the source connects here); 0.0.0.0 for all",
+    ),
     Setting("local.port", int, 11112, "Port our Storage SCP listens on"),
-    Setting("ledger.url", str, "sqlite:///ledger.sqlite",
-            "Ledger database: a SQLite file (relative to the project folder) or"
-            " postgresql+psycopg://user@host/db"),
-    Setting("spool.dir", str, "spool", "Folder for received instances in flight (relative paths"
-            " are under the project folder)"),
-    Setting("migrate.workers", int, 4, "Studies in flight at once (one association each way per study)"),
-    Setting("migrate.max_attempts", int, 3,
-            "Attempts per study before it is marked failed; transient errors are retried"),
-    Setting("migrate.quiet_period", float, 20.0,
-            "Seconds to wait after the final C-MOVE response for sub-operations still in flight"),
+    Setting(
+        "ledger.url",
+        str,
+        "sqlite:///ledger.sqlite",
+        "Ledger database: a SQLite file (relative to the project folder) or"
+        " postgresql+psycopg://user@host/db",
+    ),
+    Setting(
+        "spool.dir",
+        str,
+        "spool",
+        "Folder for received instances in flight (relative paths are under the project folder)",
+    ),
+    Setting(
+        "migrate.workers", int, 4, "Studies in flight at once (one association each way per study)"
+    ),
+    Setting(
+        "migrate.max_attempts",
+        int,
+        3,
+        "Attempts per study before it is marked failed; transient errors are retried",
+    ),
+    Setting(
+        "migrate.quiet_period",
+        float,
+        20.0,
+        "Seconds to wait after the final C-MOVE response for sub-operations still in flight",
+    ),
     Setting("network.connect_timeout", float, 10.0, "TCP connect timeout in seconds"),
     Setting("network.acse_timeout", float, 30.0, "Association negotiation timeout in seconds"),
     Setting("network.dimse_timeout", float, 300.0, "Timeout for one DIMSE response in seconds"),
     Setting("network.max_pdu", int, 0, "Maximum PDU size we receive (0 = no limit)"),
     Setting("report.dir", str, "reports", "Folder for reports (relative to the project folder)"),
     Setting("logging.level", str, "INFO", "Log level: DEBUG, INFO, WARNING, ERROR"),
-    Setting("logging.phi", bool, False,
-            "Write patient names, IDs, birth dates and accession numbers to logs in clear"
-            " (default: keyed hashes)"),
+    Setting(
+        "logging.phi",
+        bool,
+        False,
+        "Write patient names, IDs, birth dates and accession numbers to logs in clear"
+        " (default: keyed hashes)",
+    ),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -90,7 +128,7 @@ class Config:
         url = str(self.values["ledger.url"])
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
-            return prefix + str(self.project_dir / url[len(prefix):])
+            return prefix + str(self.project_dir / url[len(prefix) :])
         return url
 
 
@@ -114,26 +152,22 @@ def _unknown_key_error(name: str, where: str) -> ConfigError:
     )
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def _coerce(setting: Setting, value: Any, where: str) -> Any:
-    if setting.type is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
-            return value.lower() in {"1", "true", "yes", "on"}
-    elif setting.type is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    elif setting.type is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif setting.type is str and isinstance(value, str):
-        return value
-    if isinstance(value, str) and setting.type in (int, float):
-        try:
-            return setting.type(value)
-        except ValueError:
-            pass
-    raise ConfigError(
-        f"setting '{setting.name}' in {where} must be {setting.type.__name__}, got {value!r}"
-    )
+    """Check (and for environment strings, convert) one value to the setting's type."""
+    kind = setting.type
+    if isinstance(value, bool) or (kind is bool and isinstance(value, str)):
+        if kind is bool and (isinstance(value, bool) or value.lower() in _TRUE | _FALSE):
+            return value if isinstance(value, bool) else value.lower() in _TRUE
+    elif isinstance(value, kind) or (kind is float and isinstance(value, int)):
+        return kind(value)
+    elif isinstance(value, str) and kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(value)
+    raise ConfigError(f"setting '{setting.name}' in {where} must be {kind.__name__}, got {value!r}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

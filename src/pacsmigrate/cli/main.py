@@ -72,9 +72,9 @@ def _configure_logging(verbose: int, log_phi: bool) -> None:
 def _migration(**overrides: Any) -> Iterator[Migration]:
     with _user_errors():
         config = load_config(
-            _state["project"], {**_state["overrides"], **overrides}, require_file=not (
-                overrides.get("source.url") and overrides.get("target.url")
-            )
+            _state["project"],
+            {**_state["overrides"], **overrides},
+            require_file=not (overrides.get("source.url") and overrides.get("target.url")),
         )
         migration = Migration(config)
         try:
@@ -85,9 +85,15 @@ def _migration(**overrides: Any) -> Iterator[Migration]:
 
 @app.callback()
 def _main(
-    project: Annotated[Path, typer.Option("--project", "-C", help="Project folder (holds pacsmigrate.toml)")] = Path("."),
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for DEBUG)")] = 0,
-    log_phi: Annotated[bool, typer.Option("--log-phi", help="Allow patient data in logs (off by default)")] = False,
+    project: Annotated[
+        Path, typer.Option("--project", "-C", help="Project folder (holds pacsmigrate.toml)")
+    ] = Path("."),
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for DEBUG)")
+    ] = 0,
+    log_phi: Annotated[
+        bool, typer.Option("--log-phi", help="Allow patient data in logs (off by default)")
+    ] = False,
 ) -> None:
     _state["project"] = project
     _state["overrides"] = {"logging.phi": True} if log_phi else {}
@@ -103,11 +109,17 @@ def version() -> None:
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder to create")],
-    source: Annotated[str, typer.Option(help="Source URL, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE")],
+    source: Annotated[
+        str, typer.Option(help="Source URL, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE")
+    ],
     target: Annotated[str, typer.Option(help="Target URL, e.g. dimse://NEWPACS@10.0.0.6:104")],
-    ae_title: Annotated[str, typer.Option(help="Our AE title (the C-MOVE destination)")] = "PACSMIGRATE",
+    ae_title: Annotated[
+        str, typer.Option(help="Our AE title (the C-MOVE destination)")
+    ] = "PACSMIGRATE",
     port: Annotated[int, typer.Option(help="Port of our Storage SCP")] = 11112,
-    ledger: Annotated[str | None, typer.Option(help="Ledger URL (default: SQLite in the folder)")] = None,
+    ledger: Annotated[
+        str | None, typer.Option(help="Ledger URL (default: SQLite in the folder)")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing pacsmigrate.toml")] = False,
 ) -> None:
     """Write a commented pacsmigrate.toml into DIRECTORY."""
@@ -118,8 +130,10 @@ def init(
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to overwrite it")
         values: dict[str, Any] = {
-            "source.url": source, "target.url": target,
-            "local.ae_title": ae_title, "local.port": port,
+            "source.url": source,
+            "target.url": target,
+            "local.ae_title": ae_title,
+            "local.port": port,
         }
         if ledger:
             values["ledger.url"] = ledger
@@ -140,7 +154,9 @@ def preflight() -> None:
     with _migration() as m:
         result = _stage("preflight", m.preflight)
     probe = "received" if result.probe_received else "skipped (source holds no study)"
-    out.print(f"preflight ok: source {result.source}, target {result.target}, probe instance {probe}")
+    out.print(
+        f"preflight ok: source {result.source}, target {result.target}, probe instance {probe}"
+    )
 
 
 @app.command()
@@ -158,12 +174,17 @@ def inventory() -> None:
 @app.command()
 def migrate(
     workers: Annotated[int | None, typer.Option(help="Studies in flight at once")] = None,
-    retry_failed: Annotated[bool, typer.Option(help="Queue failed and quarantined studies again")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Queue failed and quarantined studies again")
+    ] = False,
 ) -> None:
     """Retrieve, spool, hash and store every queued study (resumable)."""
     with _migration(**{"migrate.workers": workers}) as m:
         summary = _stage("migrate", lambda: m.migrate(retry_failed=retry_failed))
-    parts = ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items())) or "nothing to do"
+    parts = (
+        ", ".join(f"{n} {state}" for state, n in sorted(summary.outcomes.items()))
+        or "nothing to do"
+    )
     out.print(f"migrate: {parts}")
     if summary.outcomes.get("failed") or summary.outcomes.get("quarantined"):
         raise typer.Exit(1)

@@ -10,6 +10,7 @@ to ~3 ms. pynetdicom has no socket option hook, so this uses its events.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -25,20 +26,16 @@ def _tune(event: evt.Event) -> None:
     sock = getattr(transport, "socket", None)
     if sock is None or _QUICKACK is None:
         return
-    try:
+    with contextlib.suppress(OSError):  # the connection may already be closed
         sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-    except OSError:  # the connection is already closed
-        pass
 
 
 def _open(event: evt.Event) -> None:
     transport = getattr(event.assoc.dul, "socket", None)
     sock = getattr(transport, "socket", None)
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
     _tune(event)
 
 

@@ -141,8 +141,7 @@ def parse_dimse_url(url: str, default_calling_ae: str) -> DimseAddress:
         )
     if not parts.username or not parts.hostname:
         raise ConfigError(
-            f"endpoint URL {url!r} needs the called AE title and host:"
-            " dimse://CALLED_AE@host:port"
+            f"endpoint URL {url!r} needs the called AE title and host: dimse://CALLED_AE@host:port"
         )
     try:
         port = parts.port or 104
@@ -157,7 +156,9 @@ def parse_dimse_url(url: str, default_calling_ae: str) -> DimseAddress:
         )
     retrieve = query.get("retrieve", "move")
     if retrieve not in {"move", "get"}:
-        raise ConfigError(f"endpoint URL {url!r}: retrieve must be 'move' or 'get', not {retrieve!r}")
+        raise ConfigError(
+            f"endpoint URL {url!r}: retrieve must be 'move' or 'get', not {retrieve!r}"
+        )
     return DimseAddress(
         called_ae=_check_ae(parts.username, "called AE title", url),
         host=parts.hostname,

@@ -84,9 +84,19 @@ MAX_CONTEXTS = 128
 #: Transfer syntaxes offered per SOP class for C-GET, one context each, so the
 #: source sends each instance in the syntax it holds (FIELD-NOTES 9).
 RETRIEVE_SYNTAXES = (
-    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
-    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
 )
 
 
@@ -316,7 +326,9 @@ class DimseEndpoint:
     def _result(self, final: Dataset, operation: str) -> RetrieveResult:
         code = final.get("Status")
         if code is None:
-            raise TransientError(f"{operation} from {self.label} got no final response (aborted or timed out)")
+            raise TransientError(
+                f"{operation} from {self.label} got no final response (aborted or timed out)"
+            )
         if code == MOVE_DESTINATION_UNKNOWN:
             raise MoveDestinationUnknown(
                 f"{self.label} does not know the move destination {self.move_destination!r}"
@@ -336,7 +348,9 @@ class DimseEndpoint:
     def store_session(self, contexts: list[tuple[str, str]]) -> Iterator[_DimseStoreSession]:
         requested = _contexts(contexts)
         if len(requested) > MAX_CONTEXTS:
-            raise ValueError(f"at most {MAX_CONTEXTS} contexts per association, got {len(requested)}")
+            raise ValueError(
+                f"at most {MAX_CONTEXTS} contexts per association, got {len(requested)}"
+            )
         with self.association(requested) as assoc:
             yield _DimseStoreSession(assoc, self.label)
 

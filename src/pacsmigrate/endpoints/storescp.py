@@ -23,8 +23,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pynetdicom import (
-    ALL_TRANSFER_SYNTAXES,
     AE,
+    ALL_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
     evt,
 )

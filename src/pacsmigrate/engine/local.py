@@ -75,8 +75,14 @@ class _Runner:
             study = session.get_one(Study, study_id)
             reason = str(exc) or type(exc).__name__
             repo.set_state(session, study, state, reason, error_class=type(exc).__name__)
-            repo.audit(session, "migrate", state.value, study.study_uid,
-                       attempt=study.attempts, error=type(exc).__name__)
+            repo.audit(
+                session,
+                "migrate",
+                state.value,
+                study.study_uid,
+                attempt=study.attempts,
+                error=type(exc).__name__,
+            )
             session.commit()
             return study.attempts
 

@@ -106,7 +106,9 @@ def _reported(match: Dataset) -> int | None:
         return None
 
 
-def _inventory_study(session: Session, find: Find, match: Dataset, summary: InventorySummary) -> None:
+def _inventory_study(
+    session: Session, find: Find, match: Dataset, summary: InventorySummary
+) -> None:
     study_uid = _value(match, "StudyInstanceUID")
     fields: dict[str, Any] = _fields(match, _STUDY_KEYS)
     fields["reported_instances"] = _reported(match)
@@ -115,25 +117,37 @@ def _inventory_study(session: Session, find: Find, match: Dataset, summary: Inve
     summary.studies += 1
     summary.studies_new += int(result.created)
     new_instances = 0
-    for series_match in list(find(_query("SERIES", _SERIES_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID=""))):
+    for series_match in list(
+        find(_query("SERIES", _SERIES_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID=""))
+    ):
         series_uid = _value(series_match, "SeriesInstanceUID")
         if not series_uid:
             continue
-        series = repo.upsert_series(session, study, series_uid, _fields(series_match, _SERIES_KEYS)).row
+        series = repo.upsert_series(
+            session, study, series_uid, _fields(series_match, _SERIES_KEYS)
+        ).row
         summary.series += 1
         image_query = _query(
-            "IMAGE", _INSTANCE_KEYS, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, SOPInstanceUID=""
+            "IMAGE",
+            _INSTANCE_KEYS,
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=series_uid,
+            SOPInstanceUID="",
         )
         for image in find(image_query):
             sop_uid = _value(image, "SOPInstanceUID")
             if not sop_uid:
                 continue
-            created = repo.upsert_instance(session, series, sop_uid, _fields(image, _INSTANCE_KEYS)).created
+            created = repo.upsert_instance(
+                session, series, sop_uid, _fields(image, _INSTANCE_KEYS)
+            ).created
             summary.instances += 1
             new_instances += int(created)
     summary.instances_new += new_instances
     if new_instances and not result.created and study.state in _REOPEN:
-        repo.set_state(session, study, StudyState.QUEUED, f"{new_instances} new instances found by inventory")
+        repo.set_state(
+            session, study, StudyState.QUEUED, f"{new_instances} new instances found by inventory"
+        )
         summary.reopened.append(study_uid)
 
 

@@ -98,7 +98,10 @@ def upsert_instance(
     )
     if instance is None:
         instance = Instance(
-            study_id=series.study_id, series_id=series.id, sop_instance_uid=sop_instance_uid, **fields
+            study_id=series.study_id,
+            series_id=series.id,
+            sop_instance_uid=sop_instance_uid,
+            **fields,
         )
         session.add(instance)
         return UpsertResult(instance, True)
@@ -211,9 +214,7 @@ def _record_hash(
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def audit(
-    session: Session, stage: str, event: str, study_uid: str = "", **detail: Any
-) -> None:
+def audit(session: Session, stage: str, event: str, study_uid: str = "", **detail: Any) -> None:
     """Append one audit record chained to the previous one.
 
     The in-process lock keeps the chain linear across worker threads; across
@@ -227,8 +228,13 @@ def audit(
         prev = last or ""
         session.add(
             AuditRecord(
-                at=at, stage=stage, event=event, study_uid=study_uid, detail=body,
-                prev_hash=prev, hash=_record_hash(prev, at, stage, event, study_uid, body),
+                at=at,
+                stage=stage,
+                event=event,
+                study_uid=study_uid,
+                detail=body,
+                prev_hash=prev,
+                hash=_record_hash(prev, at, stage, event, study_uid, body),
             )
         )
         session.flush()

@@ -58,8 +58,11 @@ def _known_instance(source: Endpoint) -> Dataset | None:
     if series is None:
         return None
     return _first(
-        source, "IMAGE", "SOPInstanceUID",
-        StudyInstanceUID=study_uid, SeriesInstanceUID=str(series.SeriesInstanceUID),
+        source,
+        "IMAGE",
+        "SOPInstanceUID",
+        StudyInstanceUID=study_uid,
+        SeriesInstanceUID=str(series.SeriesInstanceUID),
     )
 
 
@@ -136,7 +139,8 @@ def run_preflight(
     received = False
     if image is not None:
         received = (
-            _probe_move(source, scp, image, quiet) if scp is not None
+            _probe_move(source, scp, image, quiet)
+            if scp is not None
             else _probe_get(source, image, spool_root)
         )
     return PreflightResult(

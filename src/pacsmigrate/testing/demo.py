@@ -1,8 +1,10 @@
 """``make demo``: a whole migration between two temporary Orthanc servers.
 
 Starts a source and a target Orthanc on free loopback ports, fills the source
-with the generated hospital, writes a project with ``pacsmigrate init`` and
-runs ``pacsmigrate run``. Both servers stop when it ends, also on Ctrl-C.
+with the generated hospital, writes a project (``./demo-project``) with
+``pacsmigrate init`` and runs ``pacsmigrate run``. Both servers and their
+storage go away when it ends, also on Ctrl-C; the project (ledger, reports)
+stays for a look.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ def _pacsmigrate(*args: str) -> int:
     return subprocess.call(command)
 
 
-def run_demo(workdir: Path, *, scale: int, workers: int) -> int:
-    project = workdir / "project"
+def run_demo(workdir: Path, project: Path, *, scale: int, workers: int) -> int:
     scp_port = free_port()
     files = generate_hospital(workdir / "hospital", seed=0, scale=scale)
     peers = {CALLING_AE: ("127.0.0.1", scp_port)}
@@ -41,10 +42,16 @@ def run_demo(workdir: Path, *, scale: int, workers: int) -> int:
         source.upload_files([f.path for f in files])
         print(f"loaded {len(files)} generated instances into the source")
         code = _pacsmigrate(
-            "init", str(project),
-            "--source", f"{source.dimse_url}?calling={CALLING_AE}",
-            "--target", f"{target.dimse_url}?calling={CALLING_AE}",
-            "--ae-title", CALLING_AE, "--port", str(scp_port),
+            "init",
+            str(project),
+            "--source",
+            f"{source.dimse_url}?calling={CALLING_AE}",
+            "--target",
+            f"{target.dimse_url}?calling={CALLING_AE}",
+            "--ae-title",
+            CALLING_AE,
+            "--port",
+            str(scp_port),
         )
         if code == 0:
             code = _pacsmigrate("-C", str(project), "run", "--workers", str(workers))
@@ -57,23 +64,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=2, help="size of the generated hospital")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--keep", type=Path, help="keep the project in this folder")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path("demo-project"),
+        help="project folder to (re)create; it keeps the ledger and the reports",
+    )
     args = parser.parse_args(argv)
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="pacsmigrate-demo-"))
-    if args.keep and workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if args.project.exists():
+        shutil.rmtree(args.project)
+    workdir = Path(tempfile.mkdtemp(prefix="pacsmigrate-demo-"))
     try:
-        code = run_demo(workdir, scale=args.scale, workers=args.workers)
-        if args.keep:
-            print(f"project kept in {workdir / 'project'}")
+        code = run_demo(workdir, args.project.resolve(), scale=args.scale, workers=args.workers)
+        print(f"project (ledger, reports) kept in {args.project}")
         return code
     except KeyboardInterrupt:
         print("demo interrupted; both Orthanc servers were stopped", file=sys.stderr)
         return 130
     finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

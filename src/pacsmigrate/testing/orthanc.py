@@ -211,9 +211,7 @@ def running_orthanc(
 ) -> Iterator[OrthancServer]:
     """Start an Orthanc in ``workdir`` on free ports; stop it on exit (also on Ctrl-C)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = OrthancServer(
-        aet=aet, dicom_port=free_port(), http_port=free_port(), workdir=workdir
-    )
+    server = OrthancServer(aet=aet, dicom_port=free_port(), http_port=free_port(), workdir=workdir)
     try:
         server.start(modalities or {}, options or {})
         yield server

@@ -30,6 +30,7 @@ __all__ = ["RelayContext", "migrate_study"]
 
 LOGGER = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class RelayContext:
     source: Endpoint
@@ -71,8 +72,12 @@ def _retrieve(ctx: RelayContext, study: Study, expected: list[Instance], spool: 
             by_series.setdefault(instance.series.series_uid, []).append(instance.sop_instance_uid)
     for series_uid, sop_uids in by_series.items():
         attempt(
-            _identifier("IMAGE", StudyInstanceUID=study.study_uid,
-                        SeriesInstanceUID=series_uid, SOPInstanceUID=sop_uids)
+            _identifier(
+                "IMAGE",
+                StudyInstanceUID=study.study_uid,
+                SeriesInstanceUID=series_uid,
+                SOPInstanceUID=sop_uids,
+            )
         )
     still = spool.missing()
     if still:
@@ -130,7 +135,9 @@ def _store_one(session: Session, store: object, row: Instance, item: SpooledInst
     return False
 
 
-def _store(ctx: RelayContext, session: Session, rows: dict[str, Instance], items: list[SpooledInstance]) -> list[str]:
+def _store(
+    ctx: RelayContext, session: Session, rows: dict[str, Instance], items: list[SpooledInstance]
+) -> list[str]:
     """Store every item; return the SOP Instance UIDs the target refused."""
     refused: list[str] = []
     for group in _groups(items):
@@ -169,7 +176,9 @@ def migrate_study(ctx: RelayContext, study_id: int) -> StudyState:
                 f"the source sent {len(unexpected)} instances the inventory did not list"
                 " (UIDs changed on retrieve, or the study changed): run inventory again and review"
             )
-            repo.set_state(session, study, StudyState.QUARANTINED, reason, error_class="UnexpectedInstances")
+            repo.set_state(
+                session, study, StudyState.QUARANTINED, reason, error_class="UnexpectedInstances"
+            )
             repo.audit(session, "migrate", "quarantined", study.study_uid, reason=reason)
             session.commit()
             return StudyState.QUARANTINED
@@ -178,14 +187,21 @@ def migrate_study(ctx: RelayContext, study_id: int) -> StudyState:
         spool.discard(keep=refused)
         if refused:
             reason = _refusal_reason(rows, refused)
-            repo.set_state(session, study, StudyState.QUARANTINED, reason, error_class="TargetRefused")
+            repo.set_state(
+                session, study, StudyState.QUARANTINED, reason, error_class="TargetRefused"
+            )
             new_state = StudyState.QUARANTINED
         else:
             repo.set_state(session, study, StudyState.TRANSFERRED)
             new_state = StudyState.TRANSFERRED
         repo.audit(
-            session, "migrate", new_state.value, study.study_uid,
-            instances=len(rows), sent=len(items), refused=len(refused),
+            session,
+            "migrate",
+            new_state.value,
+            study.study_uid,
+            instances=len(rows),
+            sent=len(items),
+            refused=len(refused),
             bytes=sum(i.size for i in items),
         )
         session.commit()

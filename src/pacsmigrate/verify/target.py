@@ -76,7 +76,9 @@ def run_verify(target: Endpoint, ledger: Ledger, *, recheck: bool = False) -> Ve
     with ledger.session() as session:
         run = repo.start_run(session, "verify")
         session.commit()
-        ids = list(session.scalars(select(Study.id).where(Study.state.in_(states)).order_by(Study.id)))
+        ids = list(
+            session.scalars(select(Study.id).where(Study.state.in_(states)).order_by(Study.id))
+        )
         with target.query_session() as find:
             for study_id in ids:
                 _verify_study(session, find, session.get_one(Study, study_id), summary)
@@ -97,6 +99,5 @@ def _verify_study(session: Session, find: Find, study: Study, summary: VerifySum
     elif study.state != StudyState.VERIFIED.value:
         repo.set_state(session, study, StudyState.VERIFIED)
         summary.verified += 1
-    repo.audit(session, "verify", "checked", study.study_uid,
-               present=len(present), missing=missing)
+    repo.audit(session, "verify", "checked", study.study_uid, present=len(present), missing=missing)
     session.commit()
