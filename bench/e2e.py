@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Bench:
     workdir: Path
     expected: dict[str, str] = field(init=False)  # SOP Instance UID -> transfer syntax
     inventory_seconds: list[float] = field(default_factory=list)  # informational only
+    run_stages: list[dict[str, float]] = field(default_factory=list)  # informational only
 
     def __post_init__(self) -> None:
         self.expected = {f.sop_instance_uid: f.transfer_syntax_uid for f in self.files}
@@ -165,12 +167,20 @@ def time_storescu(bench: Bench, rep: int) -> float:
         processes.extend(
             subprocess.Popen(
                 [
-                    STORESCU, "-aet", CALLING_AE, "-aec", bench.target.aet,
-                    "--config-file", str(config), STORESCU_PROFILE,
-                    "127.0.0.1", str(bench.target.dicom_port),
+                    STORESCU,
+                    "-aet",
+                    CALLING_AE,
+                    "-aec",
+                    bench.target.aet,
+                    "--config-file",
+                    str(config),
+                    STORESCU_PROFILE,
+                    "127.0.0.1",
+                    str(bench.target.dicom_port),
                     *(str(f.path) for f in group),
                 ],
-                stdout=handle, stderr=subprocess.STDOUT,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
             )
             for group, handle in zip(groups, handles, strict=True)
         )
@@ -203,8 +213,9 @@ def _pacsmigrate(log: Path, *args: str) -> float:
                 command, stdout=handle, stderr=subprocess.STDOUT, timeout=SUBPROCESS_TIMEOUT
             )
         except subprocess.TimeoutExpired as exc:  # subprocess.call has killed it
-            raise BenchError(f"{' '.join(args)} still running after "
-                             f"{SUBPROCESS_TIMEOUT} s") from exc
+            raise BenchError(
+                f"{' '.join(args)} still running after {SUBPROCESS_TIMEOUT} s"
+            ) from exc
         elapsed = time.perf_counter() - start
     if code != 0:
         raise BenchError(f"pacsmigrate {' '.join(args)} exited with {code}:\n{_tail(log)}")
@@ -216,10 +227,16 @@ def _new_project(bench: Bench, name: str, log: Path) -> Path:
     shutil.rmtree(project, ignore_errors=True)
     _pacsmigrate(
         log,
-        "init", str(project),
-        "--source", f"{bench.source.dimse_url}?calling={CALLING_AE}",
-        "--target", f"{bench.target.dimse_url}?calling={CALLING_AE}",
-        "--ae-title", CALLING_AE, "--port", str(bench.scp_port),
+        "init",
+        str(project),
+        "--source",
+        f"{bench.source.dimse_url}?calling={CALLING_AE}",
+        "--target",
+        f"{bench.target.dimse_url}?calling={CALLING_AE}",
+        "--ae-title",
+        CALLING_AE,
+        "--port",
+        str(bench.scp_port),
     )
     return project
 
@@ -228,10 +245,33 @@ def time_run(bench: Bench, rep: int) -> float:
     """Seconds for ``pacsmigrate run`` (inventory, migrate, verify, report) in a new project."""
     log = bench.workdir / f"run-{rep}.log"
     project = _new_project(bench, f"project-run-{rep}", log)
-    return _pacsmigrate(
-        log, "-C", str(project), "run",
-        "--workers", str(bench.workers), "--skip-preflight",
+    seconds = _pacsmigrate(
+        log,
+        "-C",
+        str(project),
+        "run",
+        "--workers",
+        str(bench.workers),
+        "--skip-preflight",
     )
+    bench.run_stages.append(_stage_seconds(project / "reports" / "report.json"))
+    return seconds
+
+
+def _stage_seconds(report: Path) -> dict[str, float]:
+    """Seconds per stage from the report's ``runs`` (whole seconds); empty if unreadable."""
+    try:
+        runs = json.loads(report.read_text())["runs"]
+        return {
+            str(run["stage"]): (
+                datetime.fromisoformat(run["finished_at"])
+                - datetime.fromisoformat(run["started_at"])
+            ).total_seconds()
+            for run in reversed(runs)  # the report lists the newest first
+            if run.get("started_at") and run.get("finished_at")
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def time_migrate(bench: Bench, rep: int) -> float:
@@ -239,9 +279,7 @@ def time_migrate(bench: Bench, rep: int) -> float:
     log = bench.workdir / f"migrate-{rep}.log"
     project = _new_project(bench, f"project-migrate-{rep}", log)
     bench.inventory_seconds.append(_pacsmigrate(log, "-C", str(project), "inventory"))
-    return _pacsmigrate(
-        log, "-C", str(project), "migrate", "--workers", str(bench.workers)
-    )
+    return _pacsmigrate(log, "-C", str(project), "migrate", "--workers", str(bench.workers))
 
 
 MEASURES: dict[str, Callable[[Bench, int], float]] = {
@@ -261,8 +299,19 @@ def measure(bench: Bench, repeat: int) -> dict[str, list[float]]:
             clear_target(bench.target)
             times[side].append(seconds)
             rate = len(bench.files) / seconds
-            print(f"  [{rep + 1}/{repeat}] {side:<20} {seconds:7.2f} s  {rate:7.1f} inst/s",
-                  flush=True)
+            note = ""
+            if side == "pacsmigrate run" and bench.run_stages and bench.run_stages[-1]:
+                note = (
+                    "  (report: "
+                    + ", ".join(
+                        f"{stage} {value:.0f} s" for stage, value in bench.run_stages[-1].items()
+                    )
+                    + ")"
+                )
+            print(
+                f"  [{rep + 1}/{repeat}] {side:<20} {seconds:7.2f} s  {rate:7.1f} inst/s{note}",
+                flush=True,
+            )
     return times
 
 
@@ -298,14 +347,22 @@ def print_table(result: dict[str, Any]) -> None:
         ("workers (parallel associations / studies in flight)", f"{result['workers']}"),
         ("repetitions (median used)", f"{result['repeat']}"),
         ("storescu inst/s", f"{rate['storescu']:.1f}  ({median['storescu']:.2f} s)"),
-        ("pacsmigrate run inst/s (end to end)",
-         f"{rate['pacsmigrate run']:.1f}  ({median['pacsmigrate run']:.2f} s)"),
-        ("pacsmigrate migrate inst/s (migrate alone)",
-         f"{rate['pacsmigrate migrate']:.1f}  ({median['pacsmigrate migrate']:.2f} s)"),
-        ("(pacsmigrate process start, in both figures)",
-         f"{result['process_start_seconds']:.2f} s"),
-        ("(pacsmigrate inventory alone, in run, not in migrate)",
-         f"{result['inventory_median_seconds']:.2f} s"),
+        (
+            "pacsmigrate run inst/s (end to end)",
+            f"{rate['pacsmigrate run']:.1f}  ({median['pacsmigrate run']:.2f} s)",
+        ),
+        (
+            "pacsmigrate migrate inst/s (migrate alone)",
+            f"{rate['pacsmigrate migrate']:.1f}  ({median['pacsmigrate migrate']:.2f} s)",
+        ),
+        (
+            "(pacsmigrate process start, in both figures)",
+            f"{result['process_start_seconds']:.2f} s",
+        ),
+        (
+            "(pacsmigrate inventory alone, in run, not in migrate)",
+            f"{result['inventory_median_seconds']:.2f} s",
+        ),
         ("ratio run / storescu", f"{ratio['run']:.2f}"),
         ("ratio migrate / storescu", f"{ratio['migrate']:.2f}"),
     ]
@@ -314,12 +371,14 @@ def print_table(result: dict[str, Any]) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print()
-    print("run = one `pacsmigrate run --skip-preflight` process end to end: interpreter start,\n"
-          "inventory (C-FIND), migrate (C-MOVE from the source, C-STORE to the target),\n"
-          "verify and report. migrate = the `pacsmigrate migrate` process alone, after an\n"
-          "untimed inventory. storescu only sends local files, while pacsmigrate also\n"
-          "retrieves every study from the source PACS (C-MOVE), so a ratio near or below 1\n"
-          "is expected; the ratio is the figure to track over time.")
+    print(
+        "run = one `pacsmigrate run --skip-preflight` process end to end: interpreter start,\n"
+        "inventory (C-FIND), migrate (C-MOVE from the source, C-STORE to the target),\n"
+        "verify and report. migrate = the `pacsmigrate migrate` process alone, after an\n"
+        "untimed inventory. storescu only sends local files, while pacsmigrate also\n"
+        "retrieves every study from the source PACS (C-MOVE), so a ratio near or below 1\n"
+        "is expected; the ratio is the figure to track over time."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -340,8 +399,10 @@ def run_bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     files = generate_hospital(workdir / "hospital", seed=0, scale=args.scale)
     syntaxes = Counter(f.transfer_syntax_uid for f in files)
-    print(f"generated {len(files)} instances (scale {args.scale}): "
-          + ", ".join(f"{n} x {uid}" for uid, n in sorted(syntaxes.items())))
+    print(
+        f"generated {len(files)} instances (scale {args.scale}): "
+        + ", ".join(f"{n} x {uid}" for uid, n in sorted(syntaxes.items()))
+    )
     scp_port = free_port()
     peers = {CALLING_AE: ("127.0.0.1", scp_port)}
     with (
@@ -353,18 +414,29 @@ def run_bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         if loaded != len(files):
             raise BenchError(f"source holds {loaded} instances, expected {len(files)}")
         clear_target(target)
-        print(f"source {source.dimse_url} loaded; target {target.dimse_url}; "
-              f"workers {args.workers}; repeat {args.repeat}", flush=True)
-        bench = Bench(files=files, source=source, target=target, scp_port=scp_port,
-                      workers=args.workers, workdir=workdir)
+        print(
+            f"source {source.dimse_url} loaded; target {target.dimse_url}; "
+            f"workers {args.workers}; repeat {args.repeat}",
+            flush=True,
+        )
+        bench = Bench(
+            files=files,
+            source=source,
+            target=target,
+            scp_port=scp_port,
+            workers=args.workers,
+            workdir=workdir,
+        )
         times = measure(bench, args.repeat)
         inventory = statistics.median(bench.inventory_seconds)
+        run_stages = bench.run_stages
     # the fixed cost inside both pacsmigrate figures: starting Python and importing
     startup = _pacsmigrate(workdir / "version.log", "version")
     result = summarise(times, len(files), args.workers)
     result["scale"] = args.scale
     result["process_start_seconds"] = startup
     result["inventory_median_seconds"] = inventory
+    result["run_stage_seconds"] = run_stages
     result["total_seconds"] = time.perf_counter() - started
     return result
 
@@ -373,15 +445,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="pacsmigrate end-to-end throughput as a ratio to DCMTK storescu"
     )
-    parser.add_argument("--scale", type=int, default=4,
-                        help="size of the generated hospital (4 = 212 instances)")
-    parser.add_argument("--workers", type=int, default=4,
-                        help="storescu associations in parallel = pacsmigrate --workers")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run each side this many times and report the median")
+    parser.add_argument(
+        "--scale", type=int, default=4, help="size of the generated hospital (4 = 212 instances)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="storescu associations in parallel = pacsmigrate --workers",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each side this many times and report the median"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="work in DIR and keep it (logs, projects) instead of a temp folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR and keep it (logs, projects) instead of a temp folder",
+    )
     args = parser.parse_args(argv)
     if args.scale < 1 or args.workers < 1 or args.repeat < 1:
         parser.error("--scale, --workers and --repeat must be at least 1")

@@ -197,22 +197,23 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     verify = run_cli("-C", str(project), "verify")
     assert verify.returncode == 0, f"{killed_at}\n{verify.stdout}{verify.stderr}"
 
-    _assert_ledger_consistent(ledger, studies, total, killed_at)
+    history = f"{killed_at}\nmigrate again: {again.stdout}{again.stderr}verify: {verify.stdout}"
+    _assert_ledger_consistent(ledger, studies, total, history)
     # the target: each source instance exactly once, nothing else
     assert int(peers.target.statistics()["CountInstances"]) == total, killed_at
     assert set(peers.target.sop_instance_index()) == {item.sop_instance_uid for item in corpus}
     _assert_spool_clean(project / "spool")
 
 
-def _assert_ledger_consistent(ledger: Path, studies: int, total: int, killed_at: str) -> None:
+def _assert_ledger_consistent(ledger: Path, studies: int, total: int, history: str) -> None:
     """Every study verified and released, every instance acknowledged, hashed and present."""
     states = dict(_query(ledger, "SELECT state, count(*) FROM studies GROUP BY state"))
-    assert states == {"verified": studies}, killed_at
+    assert states == {"verified": studies}, history
     # the kill is not an attempt (requeue_stale_leases), and nothing else disturbed the run
     assert _query(
         ledger, "SELECT study_uid, attempts, lease_pid, reason FROM studies"
         " WHERE attempts != 1 OR lease_pid != 0 OR lease_host != ''"
-    ) == [], killed_at
+    ) == [], history
     assert _query(ledger, "SELECT count(*) FROM instances") == [(total,)]
     unfinished = _query(
         ledger,
@@ -220,7 +221,7 @@ def _assert_ledger_consistent(ledger: Path, studies: int, total: int, killed_at:
         " WHERE stored_at IS NULL OR store_status IS NOT 0 OR sha256 IS NULL OR sha256 = ''"
         " OR verify_state != 'present'",
     )
-    assert unfinished == [], killed_at
+    assert unfinished == [], history
     migrate_runs = _query(ledger, "SELECT outcome FROM runs WHERE stage = 'migrate' ORDER BY id")
     assert len(migrate_runs) >= 2, migrate_runs
     assert migrate_runs[-1] == ("completed",), migrate_runs

@@ -243,34 +243,27 @@ class DimseEndpoint:
                 raise ProtocolError(f"{self.label} answered C-ECHO with {_status_text(status)}")
 
     def find(self, identifier: Dataset) -> Iterator[Dataset]:
-        """Yield each C-FIND match (Study Root) on a new association."""
-        with self.query_session() as find:
-            yield from find(identifier)
+        """Yield each C-FIND match (Study Root); raise on a failure status."""
+        model = StudyRootQueryRetrieveInformationModelFind
+        with self.association([build_context(model)]) as assoc:
+            for status, match in assoc.send_c_find(identifier, model):
+                code = status.get("Status")
+                if code is None:
+                    raise TransientError(
+                        f"C-FIND to {self.label} got no response (aborted or timed out)"
+                    )
+                if is_pending(code):
+                    if match is not None:
+                        yield match
+                elif code != SUCCESS:
+                    raise ProtocolError(f"{self.label} answered C-FIND with {_status_text(status)}")
 
     @contextmanager
     def query_session(self) -> Iterator[Callable[[Dataset], Iterator[Dataset]]]:
-        """Many C-FINDs over one association (an association costs ~50 ms per peer)."""
-        model = StudyRootQueryRetrieveInformationModelFind
-        with self.association([build_context(model)]) as assoc:
-
-            def find(identifier: Dataset) -> Iterator[Dataset]:
-                if not assoc.is_established:
-                    raise TransientError(f"association with {self.label} was lost")
-                for status, match in assoc.send_c_find(identifier, model):
-                    code = status.get("Status")
-                    if code is None:
-                        raise TransientError(
-                            f"C-FIND to {self.label} got no response (aborted or timed out)"
-                        )
-                    if is_pending(code):
-                        if match is not None:
-                            yield match
-                    elif code != SUCCESS:
-                        raise ProtocolError(
-                            f"{self.label} answered C-FIND with {_status_text(status)}"
-                        )
-
-            yield find
+        """A ``find`` for many queries. Each query gets its own association: reusing
+        one for consecutive C-FINDs lost matches intermittently against Orthanc 1.10
+        (seen by the benchmark: 3 short inventories in 8), so it is not done yet."""
+        yield self.find
 
     def retrieve(
         self,

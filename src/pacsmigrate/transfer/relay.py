@@ -158,11 +158,26 @@ def _refusal_reason(rows: dict[str, Instance], refused: list[str]) -> str:
     return f"{len(refused)} of {len(rows)} instances refused by the target: {detail}"
 
 
+def _no_instances_reason(study: Study) -> str:
+    reported = study.reported_instances
+    said = f"; the source reports {reported}" if reported else ""
+    return f"the inventory found no instances in this study{said}: run inventory again and review"
+
+
+def _quarantine(session: Session, study: Study, reason: str, error_class: str) -> StudyState:
+    repo.set_state(session, study, StudyState.QUARANTINED, reason, error_class=error_class)
+    repo.audit(session, "migrate", "quarantined", study.study_uid, reason=reason)
+    session.commit()
+    return StudyState.QUARANTINED
+
+
 def migrate_study(ctx: RelayContext, study_id: int) -> StudyState:
     """Move one claimed study (state ``transferring``) and leave it in its next state."""
     with ctx.ledger.session() as session:
         study = session.get_one(Study, study_id)
         rows = {row.sop_instance_uid: row for row in repo.instances_of(session, study)}
+        if not rows:
+            return _quarantine(session, study, _no_instances_reason(study), "NoInstances")
         pending = [row for row in rows.values() if row.stored_at is None]
         spool = StudySpool(ctx.spool_dir / study.study_uid, (r.sop_instance_uid for r in pending))
         spool.reset()
@@ -176,12 +191,7 @@ def migrate_study(ctx: RelayContext, study_id: int) -> StudyState:
                 f"the source sent {len(unexpected)} instances the inventory did not list"
                 " (UIDs changed on retrieve, or the study changed): run inventory again and review"
             )
-            repo.set_state(
-                session, study, StudyState.QUARANTINED, reason, error_class="UnexpectedInstances"
-            )
-            repo.audit(session, "migrate", "quarantined", study.study_uid, reason=reason)
-            session.commit()
-            return StudyState.QUARANTINED
+            return _quarantine(session, study, reason, "UnexpectedInstances")
         items = [spool.received[r.sop_instance_uid] for r in pending]
         refused = _store(ctx, session, rows, items)
         spool.discard(keep=refused)
