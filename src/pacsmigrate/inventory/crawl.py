@@ -7,7 +7,9 @@ forgotten, and a study that gains instances after it was migrated goes back to
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.base import Endpoint
+from pacsmigrate.errors import TransientError
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
 from pacsmigrate.ledger.models import Study
@@ -151,6 +154,26 @@ def _inventory_study(
         summary.reopened.append(study_uid)
 
 
+def _with_retry(
+    session: Session, summary: InventorySummary, work: Callable[[], None], attempts: int = 3
+) -> None:
+    """Run one study's queries again after an aborted or timed-out C-FIND (bounded)."""
+    for attempt in range(1, attempts + 1):
+        before = copy.deepcopy(summary)
+        try:
+            work()
+            return
+        except TransientError:
+            session.rollback()
+            summary.__dict__.update(before.__dict__)
+            if attempt == attempts:
+                raise
+            LOGGER.warning(
+                "inventory query failed (attempt %d of %d); asking again", attempt, attempts
+            )
+            time.sleep(attempt)
+
+
 def run_inventory(source: Endpoint, ledger: Ledger) -> InventorySummary:
     """Enumerate every study of ``source`` into the ledger; one transaction per study."""
     summary = InventorySummary()
@@ -161,7 +184,9 @@ def run_inventory(source: Endpoint, ledger: Ledger) -> InventorySummary:
             # Materialise the study list first: one association carries one
             # query at a time, and the series and image queries come next.
             for match in list(_study_matches(find)):
-                _inventory_study(session, find, match, summary)
+                _with_retry(
+                    session, summary, lambda m=match: _inventory_study(session, find, m, summary)
+                )
                 session.commit()
         repo.audit(session, "inventory", "completed", **summary.as_dict())
         repo.finish_run(session, run, "completed", summary.as_dict())

@@ -165,7 +165,7 @@ class OrthancServer:
             "DicomAlwaysAllowMove": True,
             "DicomAlwaysAllowGet": True,
             "SynchronousCMove": True,
-            "DicomScpTimeout": 30,
+            "DicomScpTimeout": 300,
             "StorageCompression": False,
             "HttpThreadsCount": 20,
             "Plugins": [plugin] if plugin else [],

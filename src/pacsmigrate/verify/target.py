@@ -9,6 +9,7 @@ present becomes ``verified``; one with missing instances goes back to
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.base import Endpoint
+from pacsmigrate.errors import TransientError
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
 from pacsmigrate.ledger.models import Study
@@ -87,8 +89,23 @@ def run_verify(target: Endpoint, ledger: Ledger, *, recheck: bool = False) -> Ve
     return summary
 
 
+def _present_with_retry(find: Find, study_uid: str, attempts: int = 3) -> set[str]:
+    """The target's SOP UIDs; an aborted or timed-out query is asked again (bounded)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return target_sop_uids(find, study_uid)
+        except TransientError:
+            if attempt == attempts:
+                raise
+            LOGGER.warning(
+                "verify query failed (attempt %d of %d); asking again", attempt, attempts
+            )
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
 def _verify_study(session: Session, find: Find, study: Study, summary: VerifySummary) -> None:
-    present = target_sop_uids(find, study.study_uid)
+    present = _present_with_retry(find, study.study_uid)
     missing = repo.mark_missing(session, study, present)
     if missing:
         reason = f"{missing} instances missing on the target at verify; queued to send again"
