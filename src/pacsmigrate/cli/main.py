@@ -64,6 +64,7 @@ def _configure_logging(verbose: int, log_phi: bool) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # pynetdicom repeats our own error messages at ERROR; keep it quiet unless -vv.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose > 1 else logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if log_phi:
         logging.getLogger("pacsmigrate").info("PHI in logs is turned on (--log-phi)")
 
