@@ -152,6 +152,7 @@ class Migration:
         with self._exclusive():
             with self.ledger.session() as session:
                 requeued = repo.requeue_stale_leases(session)
+                repo.close_stale_runs(session)
                 if retry_failed:
                     self._requeue(session, (StudyState.FAILED, StudyState.QUARANTINED))
                 repo.queue_discovered(session)

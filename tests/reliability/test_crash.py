@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 from sqlalchemy import select
 
 from pacsmigrate.ledger import repo
@@ -37,6 +37,7 @@ from tests.conftest import CALLING_AE, Peers, needs_orthanc, run_cli
 pytestmark = [needs_orthanc, pytest.mark.orthanc]
 
 DEADLINE = 120.0  # seconds to reach a kill point
+STAGE_DEADLINE = 120.0  # seconds for migrate or verify after the kill
 POLL = 0.02  # seconds between two looks at the ledger or the target
 SEED = 7
 
@@ -62,6 +63,7 @@ def crash_peers(tmp_path: Path, corpus: list[GeneratedInstance]) -> Iterator[Pee
 
 # Reading the ledger (read-only, while the migrating process writes it) -------
 
+
 def _study_states(ledger: Path) -> dict[str, int]:
     """Studies per state; empty if SQLite is busy right now (the next poll tries again)."""
     try:
@@ -71,12 +73,13 @@ def _study_states(ledger: Path) -> dict[str, int]:
         return {}
 
 
-def _query(ledger: Path, sql: str) -> list[tuple[object, ...]]:
+def _query(ledger: Path, sql: str) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
         return db.execute(sql).fetchall()
 
 
 # Kill points ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -152,6 +155,7 @@ def _kill_when(process: subprocess.Popen[bytes], point: KillPoint, log: Path) ->
 
 # The test -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("make_point", KILL_POINTS, ids=KILL_IDS)
 def test_kill_9_then_migrate_again_completes_without_duplicates(
     tmp_path: Path,
@@ -175,7 +179,8 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "pacsmigrate", "-C", str(project), "migrate", "--workers", "3"],
-            stdout=output, stderr=subprocess.STDOUT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     try:
         _kill_when(process, point, log)
@@ -192,10 +197,8 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     )
 
     print(killed_at)
-    again = run_cli("-C", str(project), "migrate")
-    assert again.returncode == 0, f"{killed_at}\n{again.stdout}{again.stderr}"
-    verify = run_cli("-C", str(project), "verify")
-    assert verify.returncode == 0, f"{killed_at}\n{verify.stdout}{verify.stderr}"
+    again = _run_stage(project, "migrate", killed_at)
+    verify = _run_stage(project, "verify", killed_at)
 
     history = f"{killed_at}\nmigrate again: {again.stdout}{again.stderr}verify: {verify.stdout}"
     _assert_ledger_consistent(ledger, studies, total, history)
@@ -205,15 +208,35 @@ def test_kill_9_then_migrate_again_completes_without_duplicates(
     _assert_spool_clean(project / "spool")
 
 
+def _run_stage(project: Path, stage: str, killed_at: str) -> subprocess.CompletedProcess[str]:
+    """``pacsmigrate -C project STAGE`` must exit 0 within ``STAGE_DEADLINE`` (normally ~10 s)."""
+    try:
+        result = run_cli("-C", str(project), stage, timeout=STAGE_DEADLINE)
+    except subprocess.TimeoutExpired as exc:
+        output = "".join(
+            part.decode(errors="replace") if isinstance(part, bytes) else part
+            for part in (exc.stdout or "", exc.stderr or "")
+        )
+        pytest.fail(
+            f"{stage} after the kill did not end within {STAGE_DEADLINE:.0f} s"
+            f" ({killed_at})\n{output}"
+        )
+    output = f"{result.stdout}{result.stderr}"
+    assert result.returncode == 0, f"{stage} after the kill: {killed_at}\n{output}"
+    return result
+
+
 def _assert_ledger_consistent(ledger: Path, studies: int, total: int, history: str) -> None:
     """Every study verified and released, every instance acknowledged, hashed and present."""
     states = dict(_query(ledger, "SELECT state, count(*) FROM studies GROUP BY state"))
     assert states == {"verified": studies}, history
     # the kill is not an attempt (requeue_stale_leases), and nothing else disturbed the run
-    assert _query(
-        ledger, "SELECT study_uid, attempts, lease_pid, reason FROM studies"
-        " WHERE attempts != 1 OR lease_pid != 0 OR lease_host != ''"
-    ) == [], history
+    retried_or_leased = _query(
+        ledger,
+        "SELECT study_uid, attempts, lease_pid, reason FROM studies"
+        " WHERE attempts != 1 OR lease_pid != 0 OR lease_host != ''",
+    )
+    assert retried_or_leased == [], history
     assert _query(ledger, "SELECT count(*) FROM instances") == [(total,)]
     unfinished = _query(
         ledger,
@@ -239,7 +262,9 @@ def _assert_spool_clean(spool: Path) -> None:
     """No spooled file and no study folder left; pynetdicom temp files in incoming/ only warn."""
     incoming = spool / "incoming"
     leftovers = sorted(
-        str(path.relative_to(spool)) for path in spool.rglob("*") if path.is_file()
+        str(path.relative_to(spool))
+        for path in spool.rglob("*")
+        if path.is_file()
         if path.parent != incoming and path != spool / ".lock"
     )
     assert leftovers == []

@@ -123,3 +123,16 @@ def test_audit_chain_detects_edits_and_deletions(ledger: Ledger) -> None:
         records[2].detail = '{"instances": 2}'
         assert repo.verify_audit_chain(records) is None
         assert repo.verify_audit_chain([records[0], records[1], records[3]]) == records[3].id
+
+
+def test_runs_of_dead_processes_end_interrupted(ledger: Ledger) -> None:
+    with ledger.session() as session:
+        run = repo.start_run(session, "migrate")
+        run.pid = 999_999_999
+        live = repo.start_run(session, "migrate")
+        live.pid = 12345
+        session.commit()
+        closed = repo.close_stale_runs(session, alive=lambda pid: pid == 12345)
+        session.commit()
+        assert closed == 1
+        assert (run.outcome, live.outcome) == ("interrupted", "running")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,6 +200,7 @@ class DimseEndpoint:
         )
         if not assoc.is_established:
             raise self._association_error(rejections)
+        _keep_replies_for_the_caller(assoc)
         try:
             yield assoc
         finally:
@@ -243,27 +245,34 @@ class DimseEndpoint:
                 raise ProtocolError(f"{self.label} answered C-ECHO with {_status_text(status)}")
 
     def find(self, identifier: Dataset) -> Iterator[Dataset]:
-        """Yield each C-FIND match (Study Root); raise on a failure status."""
-        model = StudyRootQueryRetrieveInformationModelFind
-        with self.association([build_context(model)]) as assoc:
-            for status, match in assoc.send_c_find(identifier, model):
-                code = status.get("Status")
-                if code is None:
-                    raise TransientError(
-                        f"C-FIND to {self.label} got no response (aborted or timed out)"
-                    )
-                if is_pending(code):
-                    if match is not None:
-                        yield match
-                elif code != SUCCESS:
-                    raise ProtocolError(f"{self.label} answered C-FIND with {_status_text(status)}")
+        """Yield each C-FIND match (Study Root) on a new association."""
+        with self.query_session() as find:
+            yield from find(identifier)
 
     @contextmanager
     def query_session(self) -> Iterator[Callable[[Dataset], Iterator[Dataset]]]:
-        """A ``find`` for many queries. Each query gets its own association: reusing
-        one for consecutive C-FINDs lost matches intermittently against Orthanc 1.10
-        (seen by the benchmark: 3 short inventories in 8), so it is not done yet."""
-        yield self.find
+        """Many C-FINDs over one association, one query at a time."""
+        model = StudyRootQueryRetrieveInformationModelFind
+        with self.association([build_context(model)]) as assoc:
+
+            def find(identifier: Dataset) -> Iterator[Dataset]:
+                if not assoc.is_established:
+                    raise TransientError(f"association with {self.label} was lost")
+                for status, match in assoc.send_c_find(identifier, model):
+                    code = status.get("Status")
+                    if code is None:
+                        raise TransientError(
+                            f"C-FIND to {self.label} got no response (aborted or timed out)"
+                        )
+                    if is_pending(code):
+                        if match is not None:
+                            yield match
+                    elif code != SUCCESS:
+                        raise ProtocolError(
+                            f"{self.label} answered C-FIND with {_status_text(status)}"
+                        )
+
+            yield find
 
     def retrieve(
         self,
@@ -346,6 +355,28 @@ class DimseEndpoint:
             )
         with self.association(requested) as assoc:
             yield _DimseStoreSession(assoc, self.label)
+
+
+def _keep_replies_for_the_caller(assoc: Association) -> None:
+    """Keep the association's reactor thread away from the reply queue.
+
+    In pynetdicom 3.0.4 the reactor thread can take a reply off the DIMSE queue
+    in the window between ``_reactor_checkpoint.wait()`` returning and
+    ``_is_paused`` going false, and then drops it ("Received unexpected ...
+    service message"): the caller waits for a reply that never comes (seen
+    here: C-FIND matches lost, C-STORE stalls until the DIMSE timeout, more
+    often with quick ACKs). On associations we request, every message is read
+    by the thread that sent the request (C-STORE sub-operations of a C-GET
+    included), so the reactor never needs one.
+    """
+    get_msg = assoc.dimse.get_msg
+
+    def guarded(block: bool = False) -> tuple[int | None, Any]:
+        if threading.current_thread() is assoc:
+            return None, None
+        return get_msg(block)
+
+    assoc.dimse.get_msg = guarded  # type: ignore[method-assign]
 
 
 def _final_status(responses: Iterator[tuple[Dataset, Dataset | None]]) -> Dataset:

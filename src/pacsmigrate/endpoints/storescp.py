@@ -80,6 +80,10 @@ class StorageSCP:
     def start(self) -> None:
         incoming = self.spool_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
+        # Partial receptions of a process that died (kill -9) are incomplete
+        # by definition; the caller holds the project lock, so none is live.
+        for leftover in incoming.glob("tmp*.dcm"):
+            leftover.unlink(missing_ok=True)
         # pynetdicom streams each received data set into a tempfile; put that
         # on the spool's file system so handing it on is a rename, not a copy.
         tempfile.tempdir = str(incoming)

@@ -26,6 +26,7 @@ __all__ = [
     "UpsertResult",
     "audit",
     "claim_study",
+    "close_stale_runs",
     "counts_by_state",
     "instances_of",
     "mark_missing",
@@ -177,6 +178,19 @@ def requeue_stale_leases(session: Session, alive: Callable[[int], bool] = _pid_a
         study.attempts = max(0, study.attempts - 1)
         set_state(session, study, StudyState.QUEUED, "resumed after an interrupted run")
         count += 1
+    return count
+
+
+def close_stale_runs(session: Session, alive: Callable[[int], bool] = _pid_alive) -> int:
+    """Runs still marked ``running`` by a dead process on this host end as ``interrupted``."""
+    stale = session.scalars(
+        select(Run).where(Run.outcome == "running", Run.host == HOST, Run.pid != os.getpid())
+    ).all()
+    count = 0
+    for run in stale:
+        if not alive(run.pid):
+            run.outcome = "interrupted"
+            count += 1
     return count
 
 
