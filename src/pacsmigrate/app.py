@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pacsmigrate.config import Config
 from pacsmigrate.endpoints.base import parse_dimse_url
@@ -49,8 +50,8 @@ class RunResult:
     def complete(self) -> bool:
         """Every study is verified or deliberately excluded."""
         states = self.report["studies_by_state"]
-        done = states.get("verified", 0) + states.get("excluded", 0)
-        return done == self.report["totals"]["studies"]
+        done = int(states.get("verified", 0)) + int(states.get("excluded", 0))
+        return done == int(self.report["totals"]["studies"])
 
 
 class Migration:
@@ -181,7 +182,7 @@ class Migration:
             return summary
 
     @staticmethod
-    def _requeue(session: Any, states: tuple[StudyState, ...]) -> None:
+    def _requeue(session: Session, states: tuple[StudyState, ...]) -> None:
         for study in session.scalars(
             select(Study).where(Study.state.in_([s.value for s in states]))
         ):

@@ -1,4 +1,4 @@
-"""The ``pacsmigrate`` command: parse, build one :class:`~pacsmigrate.app.Migration`, call it, print.
+"""The ``pacsmigrate`` command: parse, build one ``Migration``, call it, print.
 
 No migration logic lives here (STYLE.md: thin shells).
 """
@@ -167,8 +167,8 @@ def inventory() -> None:
         summary = _stage("inventory", m.inventory)
     data = summary.as_dict()
     out.print(
-        f"inventory: {data['studies']} studies ({data['studies_new']} new), {data['series']} series,"
-        f" {data['instances']} instances ({data['instances_new']} new)"
+        f"inventory: {data['studies']} studies ({data['studies_new']} new),"
+        f" {data['series']} series, {data['instances']} instances ({data['instances_new']} new)"
     )
 
 

@@ -85,7 +85,9 @@ class Endpoint(Protocol):
     """What the stages need from a source or a target."""
 
     capabilities: Capabilities
-    label: str
+
+    @property
+    def label(self) -> str: ...
 
     def echo(self) -> None: ...
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
@@ -35,6 +35,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config, build_context, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -67,7 +68,7 @@ from pacsmigrate.errors import (
     TransientError,
 )
 
-__all__ = ["MAX_CONTEXTS", "DimseEndpoint", "Timeouts"]
+__all__ = ["MAX_CONTEXTS", "DimseEndpoint", "Timeouts", "received_instance"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -309,15 +310,7 @@ class DimseEndpoint:
         roles = [build_role(sop_class, scp_role=True) for sop_class in sorted(set(sop_classes))]
 
         def on_store(event: evt.Event) -> int:
-            request = event.request  # type: ignore[attr-defined]
-            return sink(
-                ReceivedInstance(
-                    path=Path(event.dataset_path),
-                    sop_class_uid=str(request.AffectedSOPClassUID),
-                    sop_instance_uid=str(request.AffectedSOPInstanceUID),
-                    transfer_syntax_uid=str(event.context.transfer_syntax),
-                )
-            )
+            return sink(received_instance(event))
 
         with self.association(
             contexts, handlers=[(evt.EVT_C_STORE, on_store)], ext_neg=roles
@@ -357,6 +350,17 @@ class DimseEndpoint:
             yield _DimseStoreSession(assoc, self.label)
 
 
+def received_instance(event: evt.Event) -> ReceivedInstance:
+    """What a C-STORE request handed us (the data set is in a file, still encoded)."""
+    request = cast(C_STORE, event.request)
+    return ReceivedInstance(
+        path=Path(event.dataset_path),
+        sop_class_uid=str(request.AffectedSOPClassUID),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+    )
+
+
 def _keep_replies_for_the_caller(assoc: Association) -> None:
     """Keep the association's reactor thread away from the reply queue.
 
@@ -376,7 +380,7 @@ def _keep_replies_for_the_caller(assoc: Association) -> None:
             return None, None
         return get_msg(block)
 
-    assoc.dimse.get_msg = guarded  # type: ignore[method-assign]
+    assoc.dimse.get_msg = guarded  # type: ignore[method-assign,assignment]
 
 
 def _final_status(responses: Iterator[tuple[Dataset, Dataset | None]]) -> Dataset:

@@ -33,6 +33,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsmigrate.endpoints._tcp import TCP_HANDLERS
 from pacsmigrate.endpoints.base import InstanceSink, ReceivedInstance
+from pacsmigrate.endpoints.dimse import received_instance
 from pacsmigrate.endpoints.status import SUCCESS
 from pacsmigrate.errors import ConfigError
 
@@ -140,13 +141,7 @@ class StorageSCP:
             return self._by_study.get(study_uid)
 
     def _on_store(self, event: evt.Event) -> int:
-        request = event.request  # type: ignore[attr-defined]
-        received = ReceivedInstance(
-            path=Path(event.dataset_path),
-            sop_class_uid=str(request.AffectedSOPClassUID),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-        )
+        received = received_instance(event)
         sink = self._sink_for(received.path, received.sop_instance_uid)
         if sink is not None:
             return sink(received)

@@ -46,7 +46,8 @@ class MigrateSummary:
 
 
 def _backoff(attempt: int, base: float) -> float:
-    return min(60.0, base * 2 ** (attempt - 1)) * (0.5 + random.random())
+    delay: float = min(60.0, base * 2.0 ** (attempt - 1))
+    return delay * (0.5 + random.random())
 
 
 class _Runner:

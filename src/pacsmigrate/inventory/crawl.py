@@ -8,6 +8,7 @@ forgotten, and a study that gains instances after it was migrated goes back to
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -184,9 +185,8 @@ def run_inventory(source: Endpoint, ledger: Ledger) -> InventorySummary:
             # Materialise the study list first: one association carries one
             # query at a time, and the series and image queries come next.
             for match in list(_study_matches(find)):
-                _with_retry(
-                    session, summary, lambda m=match: _inventory_study(session, find, m, summary)
-                )
+                work = functools.partial(_inventory_study, session, find, match, summary)
+                _with_retry(session, summary, work)
                 session.commit()
         repo.audit(session, "inventory", "completed", **summary.as_dict())
         repo.finish_run(session, run, "completed", summary.as_dict())

@@ -97,9 +97,10 @@ def _probe_move(source: Endpoint, scp: StorageSCP, image: Dataset, quiet: float)
         if not missing:
             return True
     if result.status != SUCCESS and result.completed == 0:
+        comment = f", {result.error_comment}" if result.error_comment else ""
         raise MoveDestinationUnknown(
             f"{source.label} refused to C-MOVE one instance to {scp.ae_title!r}"
-            f" ({describe(result.status)}{', ' + result.error_comment if result.error_comment else ''})."
+            f" ({describe(result.status)}{comment})."
             f" Most often the source does not know our AE: {_register_hint(scp)}"
         )
     raise ProtocolError(

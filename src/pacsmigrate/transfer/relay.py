@@ -15,7 +15,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
-from pacsmigrate.endpoints.base import Endpoint
+from pacsmigrate.endpoints.base import Endpoint, StoreSession
 from pacsmigrate.endpoints.dimse import MAX_CONTEXTS
 from pacsmigrate.endpoints.status import describe, is_success_or_warning
 from pacsmigrate.endpoints.storescp import StorageSCP
@@ -41,7 +41,7 @@ class RelayContext:
     quiet_period: float = 20.0
 
 
-def _identifier(level: str, **keys: str) -> Dataset:
+def _identifier(level: str, **keys: str | list[str]) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = level
     for keyword, value in keys.items():
@@ -115,10 +115,10 @@ def _groups(items: list[SpooledInstance]) -> Iterator[list[SpooledInstance]]:
         yield group
 
 
-def _store_one(session: Session, store: object, row: Instance, item: SpooledInstance) -> bool:
+def _store_one(session: Session, store: StoreSession, row: Instance, item: SpooledInstance) -> bool:
     """C-STORE one instance and record the outcome; return True when the target holds it."""
     try:
-        status = store.store(item.path, item.sop_class_uid, item.transfer_syntax_uid)  # type: ignore[attr-defined]
+        status = store.store(item.path, item.sop_class_uid, item.transfer_syntax_uid)
     except ContextRefused as exc:
         row.store_status, row.store_error = None, str(exc)
         session.commit()
