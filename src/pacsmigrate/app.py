@@ -88,11 +88,12 @@ class Migration:
             self._ledger.close()
 
     # helpers -------------------------------------------------------------
-    def _sop_classes_in_ledger(self) -> list[str]:
+    def _sop_classes_in_ledger(self) -> tuple[list[str], bool]:
+        """SOP classes the inventory found, and whether some instance's class is unknown
+        (C-FIND may leave SOPClassUID out), in which case every storage class is needed."""
         with self.ledger.session() as session:
-            return sorted(
-                c for c in session.scalars(select(Instance.sop_class_uid).distinct()) if c
-            )
+            found = list(session.scalars(select(Instance.sop_class_uid).distinct()))
+        return sorted(c for c in found if c), "" in found or not found
 
     @contextmanager
     def _scp(self) -> Iterator[StorageSCP | None]:
@@ -100,12 +101,14 @@ class Migration:
         if self.source_address.retrieve == "get":
             yield None
             return
+        known, unknown = self._sop_classes_in_ledger()
         scp = StorageSCP(
             str(self.config["local.ae_title"]),
             str(self.config["local.host"]),
             int(self.config["local.port"]),
             self.spool_dir,
-            sop_classes=self._sop_classes_in_ledger(),
+            sop_classes=known,
+            all_storage=unknown,
             max_pdu=self.timeouts.max_pdu,
         )
         with scp:

@@ -1,8 +1,8 @@
 """Our embedded Storage SCP: the C-MOVE destination in relay mode.
 
 It accepts, in every transfer syntax (so the source never has to transcode),
-the SOP classes the inventory found, or every storage SOP class when none is
-known yet. Keeping the list short matters: pynetdicom deep-copies the
+the SOP classes the inventory found, plus every storage SOP class when some
+instance's class is not known (none inventoried yet, or C-FIND left it out). Keeping the list short matters: pynetdicom deep-copies the
 supported contexts for each incoming association, which took 100-800 ms per
 association here with all ~170 storage classes. Each
 received instance is routed to the sink of the retrieve that expects it: by
@@ -52,6 +52,7 @@ class StorageSCP:
         spool_dir: Path,
         *,
         sop_classes: Iterable[str] = (),
+        all_storage: bool = True,
         max_pdu: int = 0,
     ) -> None:
         self.ae_title = ae_title
@@ -61,6 +62,7 @@ class StorageSCP:
         self.unrouted_dir = spool_dir / "unrouted"
         self.unrouted = 0
         self._sop_classes = sorted(set(sop_classes))
+        self._all_storage = all_storage
         self._max_pdu = max_pdu
         self._lock = threading.Lock()
         self._by_sop: dict[str, InstanceSink] = {}
@@ -73,8 +75,10 @@ class StorageSCP:
         ae.maximum_associations = 64
         ae.require_called_aet = True
         ae.add_supported_context(Verification)
-        every = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
-        for sop_class in self._sop_classes or every:
+        classes = set(self._sop_classes)
+        if self._all_storage or not classes:
+            classes |= {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
+        for sop_class in sorted(classes):
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         return ae
 
