@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
@@ -78,6 +79,11 @@ _config.STORE_RECV_CHUNKED_DATASET = True
 _config.STORE_SEND_CHUNKED_DATASET = True
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
+# Values are relayed, not judged: pydicom's per-value validation (regexes run on
+# every UID pynetdicom builds, ~100 000 per 200 instances here) costs CPU and
+# would only warn about data we must pass through unchanged anyway.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
 
 #: An association may carry at most 128 presentation contexts (PS3.8 9.3.2.2).
 MAX_CONTEXTS = 128
