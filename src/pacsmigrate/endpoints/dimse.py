@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -258,13 +258,19 @@ class DimseEndpoint:
 
     @contextmanager
     def query_session(self) -> Iterator[Callable[[Dataset], Iterator[Dataset]]]:
-        """Many C-FINDs over one association, one query at a time."""
+        """Many C-FINDs over one association, one query at a time. After an abort
+        the next query opens a new association, so callers can simply retry."""
         model = StudyRootQueryRetrieveInformationModelFind
-        with self.association([build_context(model)]) as assoc:
+        with ExitStack() as stack:
+            current: list[Association] = []
+
+            def established() -> Association:
+                if not current or not current[-1].is_established:
+                    current.append(stack.enter_context(self.association([build_context(model)])))
+                return current[-1]
 
             def find(identifier: Dataset) -> Iterator[Dataset]:
-                if not assoc.is_established:
-                    raise TransientError(f"association with {self.label} was lost")
+                assoc = established()
                 for status, match in assoc.send_c_find(identifier, model):
                     code = status.get("Status")
                     if code is None:

@@ -2,7 +2,8 @@
 
 It accepts, in every transfer syntax (so the source never has to transcode),
 the SOP classes the inventory found, plus every storage SOP class when some
-instance's class is not known (none inventoried yet, or C-FIND left it out). Keeping the list short matters: pynetdicom deep-copies the
+instance's class is not known (none inventoried yet, or C-FIND left it out).
+Keeping the list short matters: pynetdicom deep-copies the
 supported contexts for each incoming association, which took 100-800 ms per
 association here with all ~170 storage classes. Each
 received instance is routed to the sink of the retrieve that expects it: by
