@@ -43,10 +43,17 @@ class Peers:
     def init_project(self, project: Path, *extra: str, source_query: str = "") -> Path:
         """``pacsmigrate init`` a project pointing at these peers; return the folder."""
         result = run_cli(
-            "init", str(project),
-            "--source", f"{self.source.dimse_url}?calling={CALLING_AE}{source_query}",
-            "--target", f"{self.target.dimse_url}?calling={CALLING_AE}",
-            "--ae-title", CALLING_AE, "--port", str(self.scp_port), *extra,
+            "init",
+            str(project),
+            "--source",
+            f"{self.source.dimse_url}?calling={CALLING_AE}{source_query}",
+            "--target",
+            f"{self.target.dimse_url}?calling={CALLING_AE}",
+            "--ae-title",
+            CALLING_AE,
+            "--port",
+            str(self.scp_port),
+            *extra,
         )
         assert result.returncode == 0, result.stderr
         return project
@@ -87,5 +94,8 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
     """Run ``pacsmigrate`` as a user would: a separate process, its exit code and output."""
     return subprocess.run(
         [sys.executable, "-m", "pacsmigrate", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -20,8 +20,16 @@ from tests.conftest import CALLING_AE, needs_orthanc, run_cli
 
 
 def _init(project: Path, source: str, target: str, scp_port: int | None = None) -> None:
-    result = run_cli("init", str(project), "--source", source, "--target", target,
-                     "--port", str(scp_port or free_port()))
+    result = run_cli(
+        "init",
+        str(project),
+        "--source",
+        source,
+        "--target",
+        target,
+        "--port",
+        str(scp_port or free_port()),
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -37,8 +45,12 @@ def test_unknown_config_key_names_it_and_suggests(tmp_path: Path) -> None:
     _init(tmp_path, "dimse://A@127.0.0.1:1", "dimse://B@127.0.0.1:2")
     path = tmp_path / "pacsmigrate.toml"
     path.write_text(path.read_text().replace("workers = 4", "worker = 4"))
-    _assert_user_error(run_cli("-C", str(tmp_path), "status"), 2,
-                       "'migrate.worker'", "did you mean 'migrate.workers'")
+    _assert_user_error(
+        run_cli("-C", str(tmp_path), "status"),
+        2,
+        "'migrate.worker'",
+        "did you mean 'migrate.workers'",
+    )
 
 
 def test_wrongly_typed_setting(tmp_path: Path) -> None:
@@ -53,8 +65,14 @@ def test_missing_project_says_run_init(tmp_path: Path) -> None:
 
 
 def test_bad_url_is_refused_at_init(tmp_path: Path) -> None:
-    result = run_cli("init", str(tmp_path), "--source", "dimse://127.0.0.1:104",
-                     "--target", "dimse://B@127.0.0.1:2")
+    result = run_cli(
+        "init",
+        str(tmp_path),
+        "--source",
+        "dimse://127.0.0.1:104",
+        "--target",
+        "dimse://B@127.0.0.1:2",
+    )
     _assert_user_error(result, 2, "called AE title")
     assert not (tmp_path / "pacsmigrate.toml").exists()
 
@@ -62,12 +80,18 @@ def test_bad_url_is_refused_at_init(tmp_path: Path) -> None:
 def test_unreachable_source(tmp_path: Path) -> None:
     closed = free_port()
     _init(tmp_path, f"dimse://OLDPACS@127.0.0.1:{closed}", f"dimse://NEWPACS@127.0.0.1:{closed}")
-    _assert_user_error(run_cli("-C", str(tmp_path), "preflight"), 3,
-                       "cannot connect to OLDPACS@127.0.0.1", "Check that the peer runs")
+    _assert_user_error(
+        run_cli("-C", str(tmp_path), "preflight"),
+        3,
+        "cannot connect to OLDPACS@127.0.0.1",
+        "Check that the peer runs",
+    )
 
 
 @pytest.fixture
-def orthanc_without_us(tmp_path: Path, hospital: list[GeneratedInstance]) -> Iterator[OrthancServer]:
+def orthanc_without_us(
+    tmp_path: Path, hospital: list[GeneratedInstance]
+) -> Iterator[OrthancServer]:
     """An Orthanc holding one instance that does not know our AE title."""
     with running_orthanc(tmp_path / "orthanc", aet="OLDPACS", modalities={}) as server:
         server.upload(hospital[0].path.read_bytes())
@@ -78,8 +102,9 @@ def orthanc_without_us(tmp_path: Path, hospital: list[GeneratedInstance]) -> Ite
 def test_wrong_called_ae_is_rejected(tmp_path: Path, orthanc_without_us: OrthancServer) -> None:
     wrong = f"dimse://WRONGAE@127.0.0.1:{orthanc_without_us.dicom_port}"
     _init(tmp_path / "p", wrong, orthanc_without_us.dimse_url)
-    _assert_user_error(run_cli("-C", str(tmp_path / "p"), "preflight"), 4,
-                       "rejected the association", "'WRONGAE'")
+    _assert_user_error(
+        run_cli("-C", str(tmp_path / "p"), "preflight"), 4, "rejected the association", "'WRONGAE'"
+    )
 
 
 @needs_orthanc
@@ -87,8 +112,11 @@ def test_orthanc_that_does_not_know_us(tmp_path: Path, orthanc_without_us: Ortha
     url = f"{orthanc_without_us.dimse_url}?calling={CALLING_AE}"
     port = free_port()
     _init(tmp_path / "p", url, url, port)
-    _assert_user_error(run_cli("-C", str(tmp_path / "p"), "preflight"), 5,
-                       f"register AE title '{CALLING_AE}' at host 127.0.0.1, port {port}")
+    _assert_user_error(
+        run_cli("-C", str(tmp_path / "p"), "preflight"),
+        5,
+        f"register AE title '{CALLING_AE}' at host 127.0.0.1, port {port}",
+    )
 
 
 @pytest.fixture
@@ -110,12 +138,18 @@ def a801_source() -> Iterator[int]:
         yield 0xA801, None
 
     ae = AE("MOVESCP")
-    for context in (Verification, StudyRootQueryRetrieveInformationModelFind,
-                    StudyRootQueryRetrieveInformationModelMove):
+    for context in (
+        Verification,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
         ae.add_supported_context(context)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)])
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)],
+    )
     try:
         yield port
     finally:
@@ -126,5 +160,9 @@ def test_move_destination_unknown_a801(tmp_path: Path, a801_source: int) -> None
     url = f"dimse://MOVESCP@127.0.0.1:{a801_source}?calling={CALLING_AE}"
     port = free_port()
     _init(tmp_path, url, url, port)
-    _assert_user_error(run_cli("-C", str(tmp_path), "preflight"), 5, "0xA801",
-                       f"register AE title '{CALLING_AE}' at host 127.0.0.1, port {port}")
+    _assert_user_error(
+        run_cli("-C", str(tmp_path), "preflight"),
+        5,
+        "0xA801",
+        f"register AE title '{CALLING_AE}' at host 127.0.0.1, port {port}",
+    )

@@ -73,8 +73,14 @@ def read_ledger(project: Path) -> tuple[dict[str, StudyRow], dict[str, InstanceR
             rows = session.execute(select(Instance, Study.study_uid).join(Study))
             instances = {
                 i.sop_instance_uid: InstanceRow(
-                    study_uid, i.transfer_syntax_uid, i.size, i.sha256,
-                    i.store_status, i.store_error, i.stored_at, i.verify_state,
+                    study_uid,
+                    i.transfer_syntax_uid,
+                    i.size,
+                    i.sha256,
+                    i.store_status,
+                    i.store_error,
+                    i.stored_at,
+                    i.verify_state,
                 )
                 for i, study_uid in rows
             }
@@ -282,8 +288,9 @@ def test_target_copies_equal_the_source_element_by_element(
     sources = [parse(source_bytes) for source_bytes, _target in pairs.values()]
     images = sum(1 for item in hospital if item.modality not in {"SR", "DOC"})
     assert sum(1 for ds in sources if PIXEL_DATA in ds) == images
-    charsets = {str(ds[SPECIFIC_CHARACTER_SET].value) for ds in sources
-                if SPECIFIC_CHARACTER_SET in ds}
+    charsets = {
+        str(ds[SPECIFIC_CHARACTER_SET].value) for ds in sources if SPECIFIC_CHARACTER_SET in ds
+    }
     assert len(charsets) == 7, charsets
 
 

@@ -68,8 +68,9 @@ def aborting_scp() -> Iterator[tuple[int, list[str]]]:
     ae.add_supported_context(Verification)
     ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
     port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)]
+    )
     try:
         yield port, seen
     finally:
@@ -86,8 +87,11 @@ def test_inventory_survives_an_aborted_association(
     assert seen.count("SERIES") == STUDIES + 1  # the aborted query was asked again
     expected_instances = STUDIES * SERIES_PER_STUDY * IMAGES_PER_SERIES
     assert summary.as_dict() == {
-        "studies": STUDIES, "studies_new": STUDIES, "series": STUDIES * SERIES_PER_STUDY,
-        "instances": expected_instances, "instances_new": expected_instances,
+        "studies": STUDIES,
+        "studies_new": STUDIES,
+        "series": STUDIES * SERIES_PER_STUDY,
+        "instances": expected_instances,
+        "instances_new": expected_instances,
         "studies_reopened": 0,
     }
     with ledger.session() as session:

@@ -19,9 +19,10 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def _postgres_available() -> bool:
     try:
-        import psycopg
-
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3).close()
+        psycopg = pytest.importorskip("psycopg")
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ).close()
     except Exception:
         return False
     return True
@@ -103,7 +104,9 @@ def test_upsert_is_idempotent(ledger: Ledger) -> None:
     with ledger.session() as session:
         first = repo.upsert_study(session, "1.2.3", {"patient_id": "P1"})
         series = repo.upsert_series(session, first.row, "1.2.3.1", {"modality": "CT"}).row
-        created = repo.upsert_instance(session, series, "1.2.3.1.1", {"sop_class_uid": "1.2"}).created
+        created = repo.upsert_instance(
+            session, series, "1.2.3.1.1", {"sop_class_uid": "1.2"}
+        ).created
         again = repo.upsert_instance(session, series, "1.2.3.1.1", {"sop_class_uid": "1.2"}).created
         second = repo.upsert_study(session, "1.2.3", {"patient_id": "P1"})
         session.commit()

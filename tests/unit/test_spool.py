@@ -20,8 +20,9 @@ def _received(tmp_path: Path, name: str = "CT_small.dcm") -> ReceivedInstance:
     path = tmp_path / f"incoming-{name}"
     path.write_bytes(source.read_bytes())
     ds = dcmread(path, stop_before_pixels=True)
-    return ReceivedInstance(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID),
-                            str(ds.file_meta.TransferSyntaxUID))
+    return ReceivedInstance(
+        path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.file_meta.TransferSyntaxUID)
+    )
 
 
 def test_hash_covers_the_data_set_bytes_only(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_sink_moves_hashes_and_answers_success(tmp_path: Path) -> None:
     assert spool.missing() == set()
 
 
-def test_wait_returns_at_once_when_complete_and_after_quiet_period_otherwise(tmp_path: Path) -> None:
+def test_wait_ends_a_quiet_period_after_the_last_arrival(tmp_path: Path) -> None:
     received = _received(tmp_path)
     spool = StudySpool(tmp_path / "study", [received.sop_instance_uid, "1.2.3.missing"])
     arrival = threading.Timer(0.2, spool.sink, args=(received,))
