@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,13 @@ CALLING_AE = "PACSMIGRATE"
 
 
 def _pacsmigrate(*args: str) -> int:
-    command = [sys.executable, "-m", "pacsmigrate", *args]
-    return subprocess.call(command)
+    """Run one pacsmigrate command; if the demo is stopped, stop it too."""
+    with subprocess.Popen([sys.executable, "-m", "pacsmigrate", *args]) as process:
+        try:
+            return process.wait()
+        except BaseException:
+            process.terminate()
+            raise
 
 
 def run_demo(workdir: Path, project: Path, *, scale: int, workers: int) -> int:
@@ -60,7 +66,12 @@ def run_demo(workdir: Path, project: Path, *, scale: int, workers: int) -> int:
     return code
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks that stop both servers
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=2, help="size of the generated hospital")
     parser.add_argument("--workers", type=int, default=4)

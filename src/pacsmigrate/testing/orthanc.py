@@ -7,6 +7,8 @@ stopped (SIGTERM, then SIGKILL after a deadline) when the context exits.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -30,11 +32,25 @@ __all__ = [
     "running_orthanc",
 ]
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
 
 
 class OrthancNotInstalled(RuntimeError):
     """The Orthanc executable is not on this machine."""
+
+
+_PRCTL: Any = None
+# Resolved here, in the parent, so the child makes just one foreign call.
+with contextlib.suppress(OSError, AttributeError):  # not Linux: no parent-death signal
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM this Orthanc when its parent dies, so a
+    killed test run or demo (even kill -9) leaves no server behind."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -141,6 +157,8 @@ class OrthancServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Only a libc call resolved beforehand runs between fork and exec.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._wait_ready(deadline=time.monotonic() + 60)
 
