@@ -35,13 +35,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 from pacsmigrate.endpoints._tcp import TCP_HANDLERS
 from pacsmigrate.endpoints.base import InstanceSink, ReceivedInstance
 from pacsmigrate.endpoints.dimse import received_instance
-from pacsmigrate.endpoints.status import SUCCESS
+from pacsmigrate.endpoints.status import PROCESSING_FAILURE, SUCCESS
 from pacsmigrate.errors import ConfigError
 
 __all__ = ["StorageSCP"]
 
 LOGGER = logging.getLogger(__name__)
-_PROCESSING_FAILURE = 0x0110
 
 
 class StorageSCP:
@@ -158,7 +157,7 @@ class StorageSCP:
             shutil.move(received.path, self.unrouted_dir / f"{received.sop_instance_uid}.dcm")
         except OSError:
             LOGGER.exception("could not keep an unexpected instance")
-            return _PROCESSING_FAILURE
+            return PROCESSING_FAILURE
         with self._lock:
             self.unrouted += 1
         LOGGER.warning("received an instance no retrieve expects; kept in %s", self.unrouted_dir)

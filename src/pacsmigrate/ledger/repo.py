@@ -22,7 +22,6 @@ from pacsmigrate.ledger.models import AuditRecord, Instance, Run, Series, Study,
 from pacsmigrate.ledger.states import InstanceVerify, StudyState, check_transition
 
 __all__ = [
-    "STORED",
     "UpsertResult",
     "audit",
     "claim_study",
@@ -41,8 +40,6 @@ __all__ = [
     "verify_audit_chain",
 ]
 
-#: SQL condition for "the target holds this instance" (success or warning).
-STORED = Instance.stored_at.is_not(None)
 HOST = socket.gethostname()
 _AUDIT_LOCK = threading.Lock()
 

@@ -20,12 +20,11 @@ from pathlib import Path
 from pynetdicom.dsutils import split_dataset
 
 from pacsmigrate.endpoints.base import ReceivedInstance
-from pacsmigrate.endpoints.status import SUCCESS
+from pacsmigrate.endpoints.status import OUT_OF_RESOURCES, SUCCESS
 
 __all__ = ["SpooledInstance", "StudySpool", "hash_dataset"]
 
 _CHUNK = 1 << 20
-_OUT_OF_RESOURCES = 0xA700
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class StudySpool:
             shutil.move(received.path, destination)
             size, sha256 = hash_dataset(destination)
         except OSError:
-            return _OUT_OF_RESOURCES  # disk full or unwritable: the peer may retry
+            return OUT_OF_RESOURCES  # disk full or unwritable: the peer may retry
         spooled = SpooledInstance(
             path=destination,
             sop_class_uid=received.sop_class_uid,
