@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pacsmigrate.testing.hospital import GeneratedInstance, generate_hospital
-from pacsmigrate.testing.orthanc import OrthancServer, free_port, running_orthanc
+from pacsmigrate.testing.orthanc import OrthancServer, running_pair
 
 CALLING_AE = "PACSMIGRATE"
 
@@ -80,14 +80,8 @@ def peers(tmp_path: Path, hospital: list[GeneratedInstance]) -> Iterator[Peers]:
     """Source Orthanc holding the generated hospital, empty target Orthanc."""
     if not _have_orthanc():
         pytest.skip("Orthanc is not installed (make deps installs Debian's orthanc)")
-    scp_port = free_port()
-    modalities = {CALLING_AE: ("127.0.0.1", scp_port)}
-    with (
-        running_orthanc(tmp_path / "source", aet="OLDPACS", modalities=modalities) as source,
-        running_orthanc(tmp_path / "target", aet="NEWPACS", modalities=modalities) as target,
-    ):
-        source.upload_files([item.path for item in hospital])
-        yield Peers(source=source, target=target, scp_port=scp_port)
+    with running_pair(tmp_path, [item.path for item in hospital], calling_ae=CALLING_AE) as pair:
+        yield Peers(source=pair.source, target=pair.target, scp_port=pair.scp_port)
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import open_ledger
 from pacsmigrate.ledger.models import AuditRecord
 from pacsmigrate.testing.hospital import GeneratedInstance, generate_hospital
-from pacsmigrate.testing.orthanc import free_port, running_orthanc
+from pacsmigrate.testing.orthanc import running_pair
 from tests.conftest import CALLING_AE, Peers, needs_orthanc, run_cli
 
 pytestmark = [needs_orthanc, pytest.mark.orthanc]
@@ -51,14 +51,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[GeneratedInstance]:
 @pytest.fixture
 def crash_peers(tmp_path: Path, corpus: list[GeneratedInstance]) -> Iterator[Peers]:
     """A source Orthanc loaded with ``corpus`` and an empty target, like conftest's ``peers``."""
-    scp_port = free_port()
-    modalities = {CALLING_AE: ("127.0.0.1", scp_port)}
-    with (
-        running_orthanc(tmp_path / "source", aet="OLDPACS", modalities=modalities) as source,
-        running_orthanc(tmp_path / "target", aet="NEWPACS", modalities=modalities) as target,
-    ):
-        source.upload_files([item.path for item in corpus])
-        yield Peers(source=source, target=target, scp_port=scp_port)
+    with running_pair(tmp_path, [item.path for item in corpus], calling_ae=CALLING_AE) as pair:
+        yield Peers(source=pair.source, target=pair.target, scp_port=pair.scp_port)
 
 
 # Reading the ledger (read-only, while the migrating process writes it) -------

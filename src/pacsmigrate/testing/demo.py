@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from pacsmigrate.testing.hospital import generate_hospital
-from pacsmigrate.testing.orthanc import free_port, running_orthanc
+from pacsmigrate.testing.orthanc import running_pair
 
 __all__ = ["main"]
 
@@ -36,16 +36,11 @@ def _pacsmigrate(*args: str) -> int:
 
 
 def run_demo(workdir: Path, project: Path, *, scale: int, workers: int) -> int:
-    scp_port = free_port()
     files = generate_hospital(workdir / "hospital", seed=0, scale=scale)
-    peers = {CALLING_AE: ("127.0.0.1", scp_port)}
-    with (
-        running_orthanc(workdir / "source", aet="OLDPACS", modalities=peers) as source,
-        running_orthanc(workdir / "target", aet="NEWPACS", modalities=peers) as target,
-    ):
+    with running_pair(workdir, [f.path for f in files], calling_ae=CALLING_AE) as pair:
+        source, target, scp_port = pair.source, pair.target, pair.scp_port
         print(f"source Orthanc {source.dimse_url} (REST {source.url})")
         print(f"target Orthanc {target.dimse_url} (REST {target.url})")
-        source.upload_files([f.path for f in files])
         print(f"loaded {len(files)} generated instances into the source")
         code = _pacsmigrate(
             "init",

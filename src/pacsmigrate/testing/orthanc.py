@@ -26,10 +26,12 @@ import requests
 
 __all__ = [
     "OrthancNotInstalled",
+    "OrthancPair",
     "OrthancServer",
     "free_port",
     "orthanc_binary",
     "running_orthanc",
+    "running_pair",
 ]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -236,3 +238,28 @@ def running_orthanc(
     finally:
         server.stop()
         server.session.close()
+
+
+@dataclass
+class OrthancPair:
+    """A source Orthanc loaded with instances, an empty target, and the port of
+    our Storage SCP, which both know as ``calling_ae``."""
+
+    source: OrthancServer
+    target: OrthancServer
+    scp_port: int
+
+
+@contextmanager
+def running_pair(
+    workdir: Path, files: list[Path], *, calling_ae: str = "PACSMIGRATE"
+) -> Iterator[OrthancPair]:
+    """Source (``OLDPACS``) holding ``files`` and an empty target (``NEWPACS``)."""
+    scp_port = free_port()
+    modalities = {calling_ae: ("127.0.0.1", scp_port)}
+    with (
+        running_orthanc(workdir / "source", aet="OLDPACS", modalities=modalities) as source,
+        running_orthanc(workdir / "target", aet="NEWPACS", modalities=modalities) as target,
+    ):
+        source.upload_files(files)
+        yield OrthancPair(source=source, target=target, scp_port=scp_port)
