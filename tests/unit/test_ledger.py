@@ -139,3 +139,42 @@ def test_runs_of_dead_processes_end_interrupted(ledger: Ledger) -> None:
         session.commit()
         assert closed == 1
         assert (run.outcome, live.outcome) == ("interrupted", "running")
+
+
+def test_migrations_build_exactly_the_models(ledger: Ledger) -> None:
+    """Alembic's head schema and the SQLAlchemy models agree (no forgotten migration)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from pacsmigrate.ledger.models import Base
+
+    with ledger.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diffs == []
+
+
+def test_findings_are_replaced_per_stage(ledger: Ledger) -> None:
+    from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
+
+    first = FindingsCollector()
+    first.add(FindingKind.NOT_DICOM, "/data/a.txt")
+    first.add(FindingKind.PRIVATE_CREATOR, "ACME 1.1", "3 elements")
+    first.add(FindingKind.PRIVATE_CREATOR, "ACME 1.1", "2 elements")
+    assessed = FindingsCollector()
+    assessed.add(FindingKind.PAST_RETENTION, "1.2.3", study_uid="1.2.3")
+    with ledger.session() as session:
+        assert repo.replace_findings(session, "inventory", first) == 2
+        assert repo.replace_findings(session, "assess", assessed) == 1
+        session.commit()
+        creator = repo.findings_of(session, "private_creator")[0]
+        assert (creator.count, creator.detail, creator.severity) == (
+            2,
+            "2 elements; 3 elements",
+            "info",
+        )
+        again = FindingsCollector()
+        again.add(FindingKind.NOT_DICOM, "/data/b.txt")
+        repo.replace_findings(session, "inventory", again)
+        session.commit()
+        kept = [(row.kind, row.subject) for row in repo.findings_of(session)]
+    assert kept == [("not_dicom", "/data/b.txt"), ("past_retention", "1.2.3")]

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["AuditRecord", "Base", "Instance", "Run", "Series", "Study", "utcnow"]
+__all__ = ["AuditRecord", "Base", "Finding", "Instance", "Run", "Series", "Study", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -37,6 +37,7 @@ class Study(Base):
     study_uid: Mapped[str] = mapped_column(String(), unique=True)
     patient_id: Mapped[str] = mapped_column(String(), default="")
     patient_name: Mapped[str] = mapped_column(String(), default="")
+    patient_birth_date: Mapped[str] = mapped_column(String(), default="")
     study_date: Mapped[str] = mapped_column(String(), default="")
     accession_number: Mapped[str] = mapped_column(String(), default="")
     modalities: Mapped[str] = mapped_column(String(), default="")
@@ -92,6 +93,7 @@ class Instance(Base):
     store_error: Mapped[str] = mapped_column(Text, default="")
     stored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     verify_state: Mapped[str] = mapped_column(String(), default="pending")
+    source_path: Mapped[str] = mapped_column(String(), default="")  # file:// sources
 
     study: Mapped[Study] = relationship(back_populates="instances")
     series: Mapped[Series] = relationship(back_populates="instances")
@@ -110,6 +112,23 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str] = mapped_column(String(), default="running")
     summary: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Finding(Base):
+    """One data-quality problem: a kind (ledger/findings.py) and the thing it is about."""
+
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("kind", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(), index=True)
+    severity: Mapped[str] = mapped_column(String())
+    stage: Mapped[str] = mapped_column(String(), index=True)
+    subject: Mapped[str] = mapped_column(String())  # a UID, a path, a private creator...
+    count: Mapped[int] = mapped_column(Integer, default=1)  # instances or rows involved
+    detail: Mapped[str] = mapped_column(Text, default="")
+    study_uid: Mapped[str] = mapped_column(String(), default="")
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditRecord(Base):

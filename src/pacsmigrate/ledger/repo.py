@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from pacsmigrate.ledger.models import AuditRecord, Instance, Run, Series, Study, utcnow
+from pacsmigrate.ledger.findings import KINDS, FindingsCollector, kinds_of_stage
+from pacsmigrate.ledger.models import AuditRecord, Finding, Instance, Run, Series, Study, utcnow
 from pacsmigrate.ledger.states import InstanceVerify, StudyState, check_transition
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "instances_of",
     "mark_missing",
     "finish_run",
+    "findings_of",
+    "replace_findings",
     "queue_discovered",
     "requeue_stale_leases",
     "set_state",
@@ -280,3 +283,32 @@ def mark_missing(session: Session, study: Study, present: set[str]) -> int:
             instance.store_status = None
             missing += 1
     return missing
+
+
+def replace_findings(session: Session, stage: str, collected: FindingsCollector) -> int:
+    """Replace every finding of ``stage``'s kinds by ``collected``; returns the row count."""
+    kinds = [kind.value for kind in kinds_of_stage(stage)]
+    session.execute(delete(Finding).where(Finding.kind.in_(kinds)))
+    rows = collected.rows()
+    for kind, subject, count, detail, study_uid in rows:
+        info = KINDS[kind]
+        session.add(
+            Finding(
+                kind=kind.value,
+                severity=info.severity.value,
+                stage=info.stage,
+                subject=subject,
+                count=count,
+                detail=detail,
+                study_uid=study_uid,
+            )
+        )
+    session.flush()
+    return len(rows)
+
+
+def findings_of(session: Session, kind: str | None = None) -> list[Finding]:
+    query = select(Finding).order_by(Finding.kind, Finding.subject)
+    if kind is not None:
+        query = query.where(Finding.kind == kind)
+    return list(session.scalars(query))
