@@ -13,19 +13,26 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pacsmigrate.assess.model import Assessment
+from pacsmigrate.assess.render import write_assessment
+from pacsmigrate.assess.stage import AssessOptions, run_assess
 from pacsmigrate.config import Config
-from pacsmigrate.endpoints.base import parse_dimse_url
+from pacsmigrate.endpoints.base import Endpoint
 from pacsmigrate.endpoints.dimse import DimseEndpoint, Timeouts
+from pacsmigrate.endpoints.factory import open_endpoint
+from pacsmigrate.endpoints.filesystem import FolderEndpoint
 from pacsmigrate.endpoints.storescp import StorageSCP
 from pacsmigrate.engine.local import MigrateSummary, run_studies
 from pacsmigrate.errors import ConfigError
-from pacsmigrate.inventory.crawl import InventorySummary, run_inventory
+from pacsmigrate.inventory.crawl import InventoryOptions, InventorySummary, run_inventory
+from pacsmigrate.inventory.files import run_folder_inventory
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger, open_ledger
 from pacsmigrate.ledger.models import Instance, Study
@@ -35,7 +42,7 @@ from pacsmigrate.report.report import build_report, write_reports
 from pacsmigrate.transfer.relay import RelayContext, migrate_study
 from pacsmigrate.verify.target import VerifySummary, run_verify
 
-__all__ = ["Migration", "RunResult"]
+__all__ = ["AssessResult", "Migration", "RunResult"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,28 +61,68 @@ class RunResult:
         return done == int(self.report["totals"]["studies"])
 
 
+def _date_setting(value: str) -> date:
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError as exc:
+        raise ConfigError(
+            f"inventory.earliest_date {value!r} is not a date: write it as YYYYMMDD"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class AssessResult:
+    assessment: Assessment
+    paths: dict[str, Path]
+
+
 class Migration:
     def __init__(self, config: Config) -> None:
         self.config = config
-        for name in ("source.url", "target.url"):
-            if not config[name]:
-                raise ConfigError(
-                    f"setting '{name}' is empty: set it in pacsmigrate.toml or pass"
-                    f" --{name.split('.')[0]} URL"
-                )
-        calling = str(config["local.ae_title"])
-        self.source_address = parse_dimse_url(str(config["source.url"]), calling)
-        self.target_address = parse_dimse_url(str(config["target.url"]), calling)
+        self.calling_ae = str(config["local.ae_title"])
         self.timeouts = Timeouts(
             connect=float(config["network.connect_timeout"]),
             acse=float(config["network.acse_timeout"]),
             dimse=float(config["network.dimse_timeout"]),
             max_pdu=int(config["network.max_pdu"]),
         )
-        self.source = DimseEndpoint(self.source_address, self.timeouts, move_destination=calling)
-        self.target = DimseEndpoint(self.target_address, self.timeouts)
+        self.source = self._endpoint("source.url")
+        self._target: Endpoint | None = None
         self.spool_dir = config.path("spool.dir")
         self._ledger: Ledger | None = None
+
+    def _endpoint(self, setting: str) -> Endpoint:
+        url = str(self.config[setting])
+        if not url:
+            raise ConfigError(
+                f"setting '{setting}' is empty: set it in pacsmigrate.toml or pass"
+                f" --{setting.split('.', maxsplit=1)[0]} URL"
+            )
+        return open_endpoint(url, calling_ae=self.calling_ae, timeouts=self.timeouts)
+
+    @property
+    def target(self) -> Endpoint:
+        """The target, opened when a stage first needs it (inventory does not)."""
+        if self._target is None:
+            self._target = self._endpoint("target.url")
+        return self._target
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.config["target.url"])
+
+    def _require(self, stage: str) -> None:
+        """Migrating needs a source we can retrieve from and a target we can store to."""
+        if not self.source.capabilities.can_retrieve:
+            raise ConfigError(
+                f"{stage} needs a source it can retrieve from; this version inventories and"
+                f" assesses {self.config['source.url']} but migrates from dimse:// sources only"
+            )
+        if not self.target.capabilities.can_store:
+            raise ConfigError(
+                f"{stage} needs a target it can store to; {self.config['target.url']}"
+                " cannot be a target in this version (use a dimse:// target)"
+            )
 
     @property
     def ledger(self) -> Ledger:
@@ -98,7 +145,7 @@ class Migration:
     @contextmanager
     def _scp(self) -> Iterator[StorageSCP | None]:
         """Our Storage SCP while a stage needs it (C-MOVE sources only)."""
-        if self.source_address.retrieve == "get":
+        if isinstance(self.source, DimseEndpoint) and self.source.address.retrieve == "get":
             yield None
             return
         known, unknown = self._sop_classes_in_ledger()
@@ -140,6 +187,7 @@ class Migration:
 
     # stages ----------------------------------------------------------------
     def preflight(self) -> PreflightResult:
+        self._require("preflight")
         with self._exclusive(), self._scp() as scp:
             return run_preflight(
                 self.source,
@@ -149,10 +197,18 @@ class Migration:
                 quiet=float(self.config["migrate.quiet_period"]),
             )
 
-    def inventory(self) -> InventorySummary:
-        return run_inventory(self.source, self.ledger)
+    def inventory(self, *, full: bool = False) -> InventorySummary:
+        if isinstance(self.source, FolderEndpoint):
+            return run_folder_inventory(self.source, self.ledger)
+        options = InventoryOptions(
+            find_cap=int(self.config["inventory.find_cap"]),
+            earliest=_date_setting(str(self.config["inventory.earliest_date"])),
+            full=full,
+        )
+        return run_inventory(self.source, self.ledger, options)
 
     def migrate(self, *, retry_failed: bool = False) -> MigrateSummary:
+        self._require("migrate")
         with self._exclusive():
             with self.ledger.session() as session:
                 requeued = repo.requeue_stale_leases(session)
@@ -200,6 +256,22 @@ class Migration:
             report = build_report(session, show_phi=show_phi)
         json_path, html_path = write_reports(report, self.config.path("report.dir"))
         return RunResult(report=report, json_path=json_path, html_path=html_path)
+
+    def assess(self, *, probe: bool = True, show_phi: bool = False) -> AssessResult:
+        target = self.target if probe and self.has_target else None
+        options = AssessOptions(
+            source_label=self.source.label,
+            target=target if isinstance(target, DimseEndpoint) else None,
+            retention_years=int(self.config["assess.retention_years"]),
+            throughput=float(self.config["assess.throughput"]),
+            show_phi=show_phi,
+        )
+        with self.ledger.session() as session:
+            assessment = run_assess(session, options)
+        if not probe:
+            assessment.notes.append("Target not probed (--no-probe).")
+        paths = write_assessment(assessment, self.config.path("report.dir"))
+        return AssessResult(assessment, paths)
 
     def status(self) -> dict[str, int]:
         with self.ledger.session() as session:

@@ -44,8 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
         "source.url",
         str,
         "",
-        "Source PACS, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE"
-        " (add &retrieve=get to use C-GET instead of C-MOVE). Never written to.",
+        "Source, never written to: dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE"
+        " (add &retrieve=get for C-GET), dicomweb+https://host/dicom-web (QIDO-RS),"
+        " or file:///path/to/folder (a tree or a DICOMDIR)",
     ),
     Setting(
         "target.url", str, "", "Target PACS, e.g. dimse://NEWPACS@10.0.0.6:104?calling=PACSMIGRATE"
@@ -75,6 +76,33 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "spool",
         "Folder for received instances in flight (relative paths are under the project folder)",
+    ),
+    Setting(
+        "inventory.find_cap",
+        int,
+        0,
+        "Most rows the source returns for one query, if known (0 = unknown); answers of"
+        " this size, or of round sizes such as 500 or 1000, are split until below it",
+    ),
+    Setting(
+        "inventory.earliest_date",
+        str,
+        "19000101",
+        "Date bisection of capped study queries starts here (YYYYMMDD); older and"
+        " undated studies are still found by separate queries",
+    ),
+    Setting(
+        "assess.retention_years",
+        int,
+        0,
+        "Studies older than this many years are reported as past retention (0 = no rule)",
+    ),
+    Setting(
+        "assess.throughput",
+        float,
+        0.0,
+        "Instances per second to estimate the migration's duration with"
+        " (0 = use the last migrate run's measured rate)",
     ),
     Setting(
         "migrate.workers", int, 4, "Studies in flight at once (one association each way per study)"

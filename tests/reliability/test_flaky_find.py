@@ -89,9 +89,15 @@ def test_inventory_survives_an_aborted_association(
     assert summary.as_dict() == {
         "studies": STUDIES,
         "studies_new": STUDIES,
+        "studies_changed": 0,
+        "studies_unchanged": 0,
         "series": STUDIES * SERIES_PER_STUDY,
         "instances": expected_instances,
         "instances_new": expected_instances,
+        "queries": 1,
+        "slices_split": 0,
+        "files": 0,
+        "findings": 0,
         "studies_reopened": 0,
     }
     with ledger.session() as session:

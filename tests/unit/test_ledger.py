@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger, open_ledger
-from pacsmigrate.ledger.models import AuditRecord, Study
+from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
+from pacsmigrate.ledger.models import AuditRecord, Base, Study
 from pacsmigrate.ledger.states import StudyState, check_transition
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -143,19 +146,12 @@ def test_runs_of_dead_processes_end_interrupted(ledger: Ledger) -> None:
 
 def test_migrations_build_exactly_the_models(ledger: Ledger) -> None:
     """Alembic's head schema and the SQLAlchemy models agree (no forgotten migration)."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from pacsmigrate.ledger.models import Base
-
     with ledger.engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diffs == []
 
 
 def test_findings_are_replaced_per_stage(ledger: Ledger) -> None:
-    from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
-
     first = FindingsCollector()
     first.add(FindingKind.NOT_DICOM, "/data/a.txt")
     first.add(FindingKind.PRIVATE_CREATOR, "ACME 1.1", "3 elements")

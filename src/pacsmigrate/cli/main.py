@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,10 @@ from rich.table import Table
 
 from pacsmigrate import __version__
 from pacsmigrate.app import Migration, RunResult
+from pacsmigrate.assess.render import findings_table
 from pacsmigrate.config import CONFIG_FILE, load_config, render_config
-from pacsmigrate.endpoints.base import parse_dimse_url
+from pacsmigrate.endpoints.dimse import Timeouts
+from pacsmigrate.endpoints.factory import open_endpoint
 from pacsmigrate.errors import EXIT_CODES, ConfigError, PacsmigrateError
 from pacsmigrate.report.report import summary_table
 
@@ -65,6 +68,11 @@ def _configure_logging(verbose: int, log_phi: bool) -> None:
     # pynetdicom repeats our own error messages at ERROR; keep it quiet unless -vv.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose > 1 else logging.CRITICAL)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # pydicom warns about the data it reads (bad charsets, odd values): inventory records
+    # those as findings, so they only reach the terminal with -vv.
+    if verbose < 2:
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
     if log_phi:
         logging.getLogger("pacsmigrate").info("PHI in logs is turned on (--log-phi)")
 
@@ -113,7 +121,13 @@ def init(
     source: Annotated[
         str, typer.Option(help="Source URL, e.g. dimse://OLDPACS@10.0.0.5:104?calling=PACSMIGRATE")
     ],
-    target: Annotated[str, typer.Option(help="Target URL, e.g. dimse://NEWPACS@10.0.0.6:104")],
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Target URL, e.g. dimse://NEWPACS@10.0.0.6:104 (may wait: inventory and"
+            " assess need only the source)"
+        ),
+    ] = "",
     ae_title: Annotated[
         str, typer.Option(help="Our AE title (the C-MOVE destination)")
     ] = "PACSMIGRATE",
@@ -126,7 +140,8 @@ def init(
     """Write a commented pacsmigrate.toml into DIRECTORY."""
     with _user_errors():
         for url in (source, target):
-            parse_dimse_url(url, ae_title)
+            if url:
+                open_endpoint(url, calling_ae=ae_title, timeouts=Timeouts())
         path = directory / CONFIG_FILE
         if path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to overwrite it")
@@ -161,15 +176,58 @@ def preflight() -> None:
 
 
 @app.command()
-def inventory() -> None:
-    """C-FIND every study, series and instance of the source into the ledger."""
+def inventory(
+    full: Annotated[
+        bool,
+        typer.Option(help="Query the series and images of unchanged studies too"),
+    ] = False,
+) -> None:
+    """List every study, series and instance of the source in the ledger.
+
+    A dimse:// or dicomweb source is queried (capped answers are split until
+    complete); a file:// source is walked, reading headers only. Run it again
+    at any time: it adds what is new and says what changed.
+    """
     with _migration() as m:
-        summary = _stage("inventory", m.inventory)
+        summary = _stage("inventory", lambda: m.inventory(full=full))
     data = summary.as_dict()
+    files = f"{data['files']} files, " if data["files"] else ""
     out.print(
-        f"inventory: {data['studies']} studies ({data['studies_new']} new),"
+        f"inventory: {files}{data['studies']} studies ({data['studies_new']} new,"
+        f" {data['studies_changed']} changed, {data['studies_reopened']} reopened),"
         f" {data['series']} series, {data['instances']} instances ({data['instances_new']} new)"
     )
+    if data["slices_split"]:
+        out.print(f"  {data['queries']} study queries; {data['slices_split']} capped answers split")
+    if data["findings"]:
+        out.print(f"  {data['findings']} findings recorded: run 'pacsmigrate assess' to see them")
+
+
+@app.command()
+def assess(
+    throughput: Annotated[
+        float | None,
+        typer.Option(help="Instances per second for the duration estimate (default: measured)"),
+    ] = None,
+    retention_years: Annotated[
+        int | None, typer.Option(help="Report studies older than this many years")
+    ] = None,
+    probe: Annotated[
+        bool, typer.Option(help="Ask the target which SOP classes and syntaxes it accepts")
+    ] = True,
+    show_phi: Annotated[
+        bool, typer.Option(help="Show patient IDs and names in the findings")
+    ] = False,
+) -> None:
+    """Data-quality findings and the catalogue report (HTML with plots, CSV, JSON)."""
+    overrides = {"assess.throughput": throughput, "assess.retention_years": retention_years}
+    with _migration(**overrides) as m:
+        result = _stage("assess", lambda: m.assess(probe=probe, show_phi=show_phi))
+    out.print(findings_table(result.assessment))
+    for note in result.assessment.notes:
+        out.print(f"  {note}")
+    names = ("assessment.html", "findings.csv", "catalogue.csv", "assessment.json")
+    out.print("assessment: " + "\n            ".join(str(result.paths[n]) for n in names))
 
 
 @app.command()

@@ -351,6 +351,22 @@ class DimseEndpoint:
             error_comment=str(final.get("ErrorComment", "") or ""),
         )
 
+    def probe(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (SOP class, transfer syntax) pairs the peer accepts, by association
+        negotiation only (no data is sent). Each association also offers Verification,
+        so one that accepts none of the pairs still completes and says so."""
+        wanted = sorted(set(pairs))
+        accepted: set[tuple[str, str]] = set()
+        size = MAX_CONTEXTS - 1
+        for start in range(0, len(wanted), size):
+            contexts = [build_context(Verification), *_contexts(wanted[start : start + size])]
+            with self.association(contexts) as assoc:
+                accepted |= {
+                    (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                    for cx in assoc.accepted_contexts
+                }
+        return accepted
+
     @contextmanager
     def store_session(self, contexts: list[tuple[str, str]]) -> Iterator[_DimseStoreSession]:
         requested = _contexts(contexts)

@@ -225,6 +225,13 @@ class FindingsCollector:
         """Record a finding whose count is a property (e.g. distinct IDs), not a tally."""
         self._tallies[(kind, subject)] = _Tally(count=count, details={detail} if detail else set())
 
+    def merge(self, other: FindingsCollector) -> None:
+        """Add ``other``'s findings (counts add up, details merge)."""
+        for (kind, subject), tally in other._tallies.items():
+            for detail in sorted(tally.details or {""}):
+                self.add(kind, subject, detail, count=0, study_uid=tally.study_uid)
+            self._tallies[(kind, subject)].count += tally.count
+
     def __len__(self) -> int:
         return len(self._tallies)
 

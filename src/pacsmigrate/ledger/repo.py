@@ -28,6 +28,7 @@ __all__ = [
     "claim_study",
     "close_stale_runs",
     "counts_by_state",
+    "instance_count",
     "instances_of",
     "mark_missing",
     "finish_run",
@@ -36,6 +37,7 @@ __all__ = [
     "queue_discovered",
     "requeue_stale_leases",
     "set_state",
+    "sop_uids_in_several_studies",
     "start_run",
     "upsert_instance",
     "upsert_series",
@@ -51,6 +53,7 @@ _AUDIT_LOCK = threading.Lock()
 class UpsertResult:
     row: Any
     created: bool
+    changed: bool = False
 
 
 def _assign(row: Any, fields: Mapping[str, Any]) -> bool:
@@ -69,9 +72,10 @@ def upsert_study(session: Session, study_uid: str, fields: Mapping[str, Any]) ->
         session.add(study)
         session.flush()
         return UpsertResult(study, True)
-    if _assign(study, fields):
+    changed = _assign(study, fields)
+    if changed:
         study.updated_at = utcnow()
-    return UpsertResult(study, False)
+    return UpsertResult(study, False, changed)
 
 
 def upsert_series(
@@ -269,6 +273,24 @@ def verify_audit_chain(records: Sequence[AuditRecord]) -> int | None:
 
 def instances_of(session: Session, study: Study) -> list[Instance]:
     return list(session.scalars(select(Instance).where(Instance.study_id == study.id)))
+
+
+def instance_count(session: Session, study: Study) -> int:
+    return int(
+        session.scalar(select(func.count(Instance.id)).where(Instance.study_id == study.id)) or 0
+    )
+
+
+def sop_uids_in_several_studies(session: Session) -> list[tuple[str, int]]:
+    """(SOP Instance UID, number of studies) for every UID the ledger has in 2+ studies."""
+    studies = func.count(func.distinct(Instance.study_id))
+    query = (
+        select(Instance.sop_instance_uid, studies)
+        .group_by(Instance.sop_instance_uid)
+        .having(studies > 1)
+        .order_by(Instance.sop_instance_uid)
+    )
+    return [(str(uid), int(count)) for uid, count in session.execute(query)]
 
 
 def mark_missing(session: Session, study: Study, present: set[str]) -> int:

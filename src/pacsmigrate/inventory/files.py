@@ -1,0 +1,199 @@
+"""Inventory of a folder source: read every file's header into the ledger.
+
+One pass, streaming: each file's header is read, checked (``checks.py``) and
+upserted, and the session commits every ``_BATCH`` files, so memory holds the
+current batch plus one set of SOP Instance UIDs (to find the same instance in
+two places). Files that are not DICOM or cannot be read become findings with
+their path, and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from sqlalchemy.orm import Session
+
+from pacsmigrate.endpoints.filesystem import FileHeader, FolderEndpoint
+from pacsmigrate.inventory.checks import Levels, check_dataset, raw_text
+from pacsmigrate.inventory.crawl import InventorySummary, finish_inventory
+from pacsmigrate.ledger import repo
+from pacsmigrate.ledger.db import Ledger
+from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
+from pacsmigrate.ledger.models import Series, Study
+from pacsmigrate.ledger.states import StudyState
+
+__all__ = ["run_folder_inventory"]
+
+LOGGER = logging.getLogger(__name__)
+_BATCH = 500
+_STUDY_FIELDS = {
+    "PatientID": "patient_id",
+    "PatientName": "patient_name",
+    "PatientBirthDate": "patient_birth_date",
+    "StudyDate": "study_date",
+    "AccessionNumber": "accession_number",
+    "StudyDescription": "description",
+}
+_SERIES_FIELDS = {
+    "Modality": "modality",
+    "SeriesNumber": "series_number",
+    "SeriesDescription": "description",
+}
+_REOPEN = {StudyState.TRANSFERRED.value, StudyState.VERIFIED.value}
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    return raw_text(ds, keyword).strip("\x00 ")
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a value pydicom cannot convert is a finding already
+        return ""
+    return "" if value is None else str(value).strip()
+
+
+def _sop_class(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    from_meta = _uid(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    return _uid(ds, "SOPClassUID") or from_meta
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return _uid(meta, "TransferSyntaxUID") if meta is not None else ""
+
+
+@dataclass
+class _FolderInventory:
+    session: Session
+    summary: InventorySummary
+    findings: FindingsCollector
+    places: dict[str, list[str]] = field(default_factory=dict)  # SOP UID -> paths
+    studies: dict[str, Study] = field(default_factory=dict)  # this batch's rows
+    series: dict[tuple[str, str], Series] = field(default_factory=dict)
+    study_patients: dict[str, set[str]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)  # studies counted this run
+    series_seen: set[tuple[str, str]] = field(default_factory=set)
+    reopened: set[str] = field(default_factory=set)
+
+    def file(self, header: FileHeader) -> None:
+        self.summary.files += 1
+        if header.directory:
+            return  # its files are in the tree too, and are read as files
+        if header.problem:
+            self.findings.add(FindingKind(header.problem), str(header.path), header.detail)
+            return
+        ds = header.dataset
+        assert ds is not None
+        check_dataset(ds, Levels.file(), self.findings, where=str(header.path))
+        uids = [
+            _uid(ds, key) for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        ]
+        if all(uids):
+            self._record(ds, header, *uids)
+
+    def _record(
+        self, ds: Dataset, header: FileHeader, study_uid: str, series_uid: str, sop_uid: str
+    ) -> None:
+        study = self._study(ds, study_uid)
+        series = self._series(ds, study, series_uid)
+        self._place(sop_uid, str(header.path), study_uid)
+        fields: dict[str, Any] = {
+            "sop_class_uid": _sop_class(ds),
+            "instance_number": _text(ds, "InstanceNumber"),
+            "transfer_syntax_uid": _transfer_syntax(ds),
+            "size": header.size,
+            "source_path": str(header.path),
+        }
+        result = repo.upsert_instance(self.session, series, sop_uid, fields)
+        self.summary.instances += 1
+        if result.created:
+            self.summary.instances_new += 1
+            if study.state in _REOPEN and study_uid not in self.reopened:
+                self.reopened.add(study_uid)
+
+    def _study(self, ds: Dataset, study_uid: str) -> Study:
+        self._note_patient(study_uid, _text(ds, "PatientID"))
+        if study_uid in self.studies:
+            return self.studies[study_uid]
+        study: Study
+        fields = {column: _text(ds, keyword) for keyword, column in _STUDY_FIELDS.items()}
+        if study_uid in self.touched:  # seen in an earlier batch of this run
+            study = repo.upsert_study(self.session, study_uid, {}).row
+        else:
+            result = repo.upsert_study(self.session, study_uid, fields)
+            study = result.row
+            self.touched.add(study_uid)
+            self.summary.studies += 1
+            self.summary.studies_new += int(result.created)
+            self.summary.studies_changed += int(result.changed)
+        self.studies[study_uid] = study
+        return study
+
+    def _series(self, ds: Dataset, study: Study, series_uid: str) -> Series:
+        key = (study.study_uid, series_uid)
+        if key not in self.series:
+            fields = {column: _text(ds, keyword) for keyword, column in _SERIES_FIELDS.items()}
+            result = repo.upsert_series(self.session, study, series_uid, fields)
+            self.series[key] = result.row
+            if key not in self.series_seen:
+                self.series_seen.add(key)
+                self.summary.series += 1
+        return self.series[key]
+
+    def _place(self, sop_uid: str, path: str, study_uid: str) -> None:
+        paths = self.places.setdefault(sop_uid, [])
+        if path not in paths:
+            paths.append(path)
+        if len(paths) > 1:
+            self.findings.set_count(
+                FindingKind.SOP_UID_IN_TWO_PLACES, sop_uid, len(paths), " | ".join(paths)
+            )
+
+    def _note_patient(self, study_uid: str, patient_id: str) -> None:
+        patients = self.study_patients.setdefault(study_uid, set())
+        patients.add(patient_id)
+        if len(patients) > 1:
+            self.findings.set_count(
+                FindingKind.STUDY_UNDER_TWO_PATIENTS,
+                study_uid,
+                len(patients),
+                "files of this study name different PatientIDs",
+            )
+
+    def commit(self) -> None:
+        self.session.commit()
+        self.studies.clear()
+        self.series.clear()
+
+    def reopen(self) -> None:
+        """Studies already migrated that gained files go back to the queue."""
+        for study_uid in sorted(self.reopened):
+            study = repo.upsert_study(self.session, study_uid, {}).row
+            repo.set_state(self.session, study, StudyState.QUEUED, "new files found by inventory")
+            self.summary.reopened.append(study_uid)
+
+
+def run_folder_inventory(source: FolderEndpoint, ledger: Ledger) -> InventorySummary:
+    """Read every file of ``source`` into the ledger; findings replace the last run's."""
+    summary = InventorySummary()
+    findings = FindingsCollector()
+    with ledger.session() as session:
+        run = repo.start_run(session, "inventory")
+        session.commit()
+        walk = _FolderInventory(session, summary, findings)
+        for number, path in enumerate(source.files(), start=1):
+            walk.file(source.read(path))
+            if number % _BATCH == 0:
+                walk.commit()
+                LOGGER.info("inventory: %d files read", number)
+        walk.reopen()
+        walk.commit()
+        finish_inventory(session, run, summary, findings)
+    LOGGER.info("inventory: %(files)d files, %(studies)d studies", summary.as_dict())
+    return summary
