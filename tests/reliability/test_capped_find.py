@@ -17,6 +17,8 @@ import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
+from pacsmigrate.assess.render import render_html
+from pacsmigrate.assess.stage import AssessOptions, run_assess
 from pacsmigrate.endpoints.base import parse_dimse_url
 from pacsmigrate.endpoints.dimse import DimseEndpoint, Timeouts
 from pacsmigrate.inventory.crawl import InventoryOptions, InventorySummary, run_inventory
@@ -126,7 +128,9 @@ def test_without_splitting_the_cap_would_hide_studies(tmp_path: Path) -> None:
         assert len(list(source.find(query))) == 40
 
 
-def test_a_slice_that_cannot_be_split_is_reported_exactly(tmp_path: Path) -> None:
+def test_a_slice_that_cannot_be_split_is_reported_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """60 CT studies on one day of one patient: no key separates them."""
     crowd = [
         _instance(
@@ -152,6 +156,13 @@ def test_a_slice_that_cannot_be_split_is_reported_exactly(tmp_path: Path) -> Non
     studies, _ = _ledger_uids(ledger)
     assert studies <= _expected(instances)[0]
     assert len(_expected(instances)[0] - studies) == 60 - 40  # what the cap really hid
+    # the report and the logs show the slice's shape, not the patient's name or ID
+    with ledger.session() as session:
+        html = render_html(run_assess(session, AssessOptions(source_label="peer")))
+    assert "PatientName=(3 characters)*, PatientID=(2 characters)*" in html
+    assert "Aaa*" not in html and "C1*" not in html
+    assert "may be truncated" in caplog.text
+    assert "Aaa" not in caplog.text and "C1*" not in caplog.text
 
 
 def test_repeated_rows_are_counted_once_and_reported(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from rich.text import Text
 
 from pacsmigrate.assess import plots
 from pacsmigrate.assess.model import Assessment, FindingGroup
-from pacsmigrate.ledger.findings import KINDS, FindingKind
+from pacsmigrate.ledger.findings import KINDS, FindingKind, redact_patient_keys
 
 __all__ = [
     "ALL_MODALITIES",
@@ -108,10 +108,22 @@ def mask_phi(assessment: Assessment) -> Assessment:
         return assessment
     keys = _phi_keys(assessment.findings)
     findings = [
-        _masked_group(group, keys) if _is_phi(group.kind) else group
+        _masked_group(group, keys) if _is_phi(group.kind) else _redacted_group(group)
         for group in assessment.findings
     ]
     return replace(assessment, findings=findings)
+
+
+def _redacted_group(group: FindingGroup) -> FindingGroup:
+    """Subjects that quote patient keys (query slices) keep their shape, not the values."""
+    info = KINDS.get(FindingKind(group.kind)) if group.kind in _KIND_VALUES else None
+    if info is None or not info.subject_has_patient_keys:
+        return group
+    subjects = [(redact_patient_keys(s), count, detail) for s, count, detail in group.subjects]
+    return replace(group, subjects=subjects)
+
+
+_KIND_VALUES = {kind.value for kind in FindingKind}
 
 
 # ---------------------------------------------------------------- HTML helpers

@@ -73,6 +73,9 @@ def _configure_logging(verbose: int, log_phi: bool) -> None:
     if verbose < 2:
         logging.getLogger("pydicom").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+    if not log_phi:  # request URLs carry query values (patient names, IDs) at DEBUG
+        for name in ("urllib3", "dicomweb_client", "requests"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if log_phi:
         logging.getLogger("pacsmigrate").info("PHI in logs is turned on (--log-phi)")
 
@@ -299,11 +302,12 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Studies in flight at once")] = None,
     skip_preflight: Annotated[bool, typer.Option(help="Do not run preflight first")] = False,
 ) -> None:
-    """preflight, inventory, migrate, verify and report, in order (resumable)."""
+    """preflight, inventory, assess, migrate, verify and report, in order (resumable)."""
     with _migration(**{"migrate.workers": workers}) as m:
         if not skip_preflight:
             _stage("preflight", m.preflight)
         _stage("inventory", m.inventory)
+        assessed = _stage("assess", m.assess)
         _stage("migrate", m.migrate)
         verified = _stage("verify", m.verify)
         if verified.incomplete:  # send what the target lacks, once more
@@ -311,6 +315,11 @@ def run(
             _stage("verify", m.verify)
         result = _stage("report", m.report)
     _print_report(result)
+    groups = assessed.assessment.findings
+    out.print(
+        f"assessment: {sum(g.count for g in groups)} findings of {len(groups)} kinds;"
+        f" {assessed.paths['assessment.html']}"
+    )
     if not result.complete:
         raise typer.Exit(1)
 

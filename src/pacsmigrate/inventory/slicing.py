@@ -31,7 +31,7 @@ from datetime import date, timedelta
 
 from pydicom.dataset import Dataset
 
-from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
+from pacsmigrate.ledger.findings import FindingKind, FindingsCollector, redact_patient_keys
 
 __all__ = ["Slice", "SliceCrawler", "is_suspicious_count", "study_query"]
 
@@ -232,7 +232,11 @@ class SliceCrawler:
         if not is_suspicious_count(len(rows), self.cap):
             return uids
         self.splits += 1
-        LOGGER.info("query slice %s answered %d rows: splitting", piece.describe(), len(rows))
+        LOGGER.info(
+            "query slice %s answered %d rows: splitting",
+            redact_patient_keys(piece.describe()),
+            len(rows),
+        )
         for children, reuse in self._partitions(piece, rows):
             found = set()
             for child in children:
@@ -245,7 +249,11 @@ class SliceCrawler:
             piece.describe(),
             f"{len(rows)} rows, the most this source answers; no further split covers them",
         )
-        LOGGER.warning("query slice %s may be truncated at %d rows", piece.describe(), len(rows))
+        LOGGER.warning(
+            "query slice %s may be truncated at %d rows",
+            redact_patient_keys(piece.describe()),
+            len(rows),
+        )
         return uids
 
     def _take(self, rows: list[Dataset]) -> set[str]:

@@ -13,10 +13,19 @@ run and nothing is counted twice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KINDS", "FindingKind", "FindingsCollector", "KindInfo", "Severity", "kinds_of_stage"]
+__all__ = [
+    "KINDS",
+    "FindingKind",
+    "FindingsCollector",
+    "KindInfo",
+    "Severity",
+    "kinds_of_stage",
+    "redact_patient_keys",
+]
 
 
 class Severity(StrEnum):
@@ -61,6 +70,7 @@ class KindInfo:
     title: str
     advice: str
     subject_is_phi: bool = False
+    subject_has_patient_keys: bool = False  # "PatientName=Sm*": mask the values only
 
 
 _I, _A = "inventory", "assess"
@@ -73,6 +83,7 @@ KINDS: dict[FindingKind, KindInfo] = {
         "Query slice still capped after every split",
         "Studies in this slice may be missing: raise the source's C-FIND limit or"
         " query it by other keys, then run inventory again.",
+        subject_has_patient_keys=True,
     ),
     FindingKind.DUPLICATE_ROWS: KindInfo(
         _I,
@@ -183,6 +194,14 @@ KINDS: dict[FindingKind, KindInfo] = {
         "Candidate for exclusion from the migration scope.",
     ),
 }
+
+
+_PATIENT_KEY = re.compile(r"(Patient(?:Name|ID))=([^,]*?)\*")
+
+
+def redact_patient_keys(text: str) -> str:
+    """``PatientName=Smi*`` -> ``PatientName=(3 characters)*``: the shape, not the value."""
+    return _PATIENT_KEY.sub(lambda m: f"{m.group(1)}=({len(m.group(2))} characters)*", text)
 
 
 def kinds_of_stage(stage: str) -> list[FindingKind]:
