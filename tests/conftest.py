@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pacsmigrate.ledger import repo
+from pacsmigrate.ledger.db import Ledger
 from pacsmigrate.testing.hospital import GeneratedInstance, generate_hospital
 from pacsmigrate.testing.orthanc import OrthancServer, running_pair
 
@@ -93,3 +95,12 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
         timeout=timeout,
         check=False,
     )
+
+
+def findings_by_kind(ledger: Ledger) -> dict[str, dict[str, int]]:
+    """kind -> subject -> count, as the ledger holds them."""
+    with ledger.session() as session:
+        found: dict[str, dict[str, int]] = {}
+        for row in repo.findings_of(session):
+            found.setdefault(row.kind, {})[row.subject] = row.count
+        return found

@@ -18,11 +18,10 @@ from sqlalchemy import select
 from pacsmigrate.assess.stage import AssessOptions, run_assess
 from pacsmigrate.endpoints.filesystem import FolderEndpoint
 from pacsmigrate.inventory.files import run_folder_inventory
-from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger, open_ledger
 from pacsmigrate.ledger.models import Instance, Study
 from pacsmigrate.testing.dirty import DirtyCorpus, generate_dirty_hospital
-from tests.conftest import run_cli
+from tests.conftest import findings_by_kind, run_cli
 
 RETENTION_TODAY = date(2026, 1, 1)  # the corpus's past_retention set is for this day
 
@@ -35,14 +34,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> DirtyCorpus:
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
     return open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite")
-
-
-def _findings(ledger: Ledger) -> dict[str, dict[str, int]]:
-    with ledger.session() as session:
-        found: dict[str, dict[str, int]] = {}
-        for row in repo.findings_of(session):
-            found.setdefault(row.kind, {})[row.subject] = row.count
-        return found
 
 
 def _uids(ledger: Ledger) -> tuple[set[str], set[str]]:
@@ -59,7 +50,7 @@ def test_every_seeded_finding_has_its_exact_subjects_and_counts(
     with ledger.session() as session:
         options = AssessOptions(source_label="archive", retention_years=10, today=RETENTION_TODAY)
         assessment = run_assess(session, options)
-    found = _findings(ledger)
+    found = findings_by_kind(ledger)
     for kind, subjects in sorted(corpus.expected.items()):
         assert set(found.get(kind, {})) == subjects, kind
         for subject in subjects:

@@ -22,10 +22,10 @@ from pacsmigrate.assess.stage import AssessOptions, run_assess
 from pacsmigrate.endpoints.base import parse_dimse_url
 from pacsmigrate.endpoints.dimse import DimseEndpoint, Timeouts
 from pacsmigrate.inventory.crawl import InventoryOptions, InventorySummary, run_inventory
-from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger, open_ledger
 from pacsmigrate.ledger.models import Instance, Study
 from pacsmigrate.testing.findscp import running_find_scp
+from tests.conftest import findings_by_kind
 
 ROOT = "1.2.826.0.1.3680043.10.1234.77"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -90,14 +90,6 @@ def _expected(instances: Sequence[Dataset]) -> tuple[set[str], set[str]]:
     )
 
 
-def _findings(ledger: Ledger) -> dict[str, dict[str, int]]:
-    with ledger.session() as session:
-        found: dict[str, dict[str, int]] = {}
-        for row in repo.findings_of(session):
-            found.setdefault(row.kind, {})[row.subject] = row.count
-        return found
-
-
 @pytest.mark.parametrize(
     ("cap", "configured"),
     [(40, 40), (100, 0)],
@@ -111,7 +103,7 @@ def test_a_capped_source_yields_a_complete_inventory(
     ledger, summary = _inventory(tmp_path, instances, options, cap=cap)
     assert _ledger_uids(ledger) == _expected(instances)
     assert summary.slices_split > 0
-    assert "slice_truncated" not in _findings(ledger)
+    assert "slice_truncated" not in findings_by_kind(ledger)
     with ledger.session() as session:
         undated = session.scalars(select(Study.study_uid).where(Study.study_date == "")).all()
     assert len(undated) == 25  # found by the sweep: no date query matches them
@@ -147,7 +139,7 @@ def test_a_slice_that_cannot_be_split_is_reported_exactly(
     instances = _archive(50) + crowd
     options = InventoryOptions(find_cap=40, today=TODAY)
     ledger, _ = _inventory(tmp_path, instances, options, cap=40)
-    truncated = _findings(ledger).get("slice_truncated", {})
+    truncated = findings_by_kind(ledger).get("slice_truncated", {})
     assert set(truncated) == {
         "StudyDate=20240301, ModalitiesInStudy=CT, PatientName=Aaa*, PatientID=C1*",
         # the sweep for undated studies meets the same crowd and cannot rule them out
@@ -172,7 +164,7 @@ def test_repeated_rows_are_counted_once_and_reported(tmp_path: Path) -> None:
     )
     assert _ledger_uids(ledger) == _expected(instances)
     assert (summary.studies, summary.instances) == (30, len(instances))
-    duplicates = _findings(ledger)["duplicate_rows"]
+    duplicates = findings_by_kind(ledger)["duplicate_rows"]
     # every study repeated its study row, each series row and each image row once
     expected = {}
     for ds in instances:
@@ -201,7 +193,7 @@ def test_zero_image_studies_and_wrong_counts_become_findings(tmp_path: Path) -> 
         empty_studies=empty,
         reported_instances=liars,
     )
-    found = _findings(ledger)
+    found = findings_by_kind(ledger)
     assert set(found["zero_image_study"]) == {str(ds.StudyInstanceUID) for ds in empty}
     real = {uid: sum(1 for ds in instances if ds.StudyInstanceUID == uid) for uid in liars}
     assert set(found["instance_count_mismatch"]) == {

@@ -34,6 +34,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from pacsmigrate._html import base_css
 from pacsmigrate.assess import plots
 from pacsmigrate.assess.model import Assessment, FindingGroup
 from pacsmigrate.ledger.findings import KINDS, FindingKind, redact_patient_keys
@@ -255,6 +256,7 @@ def render_html(assessment: Assessment) -> str:
         summary=_summary_html(groups),
         details="".join(_details_html(group) for group in groups),
         notes="".join(f"<li>{_e(note)}</li>" for note in assessment.notes),
+        base_css=base_css(),
     )
 
 
@@ -346,30 +348,8 @@ _TEMPLATE = Template(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pacsmigrate assessment: $source</title>
 <style>
-  :root { --fg: #1f2933; --muted: #616e7c; --line: #e4e7eb; --bg: #f5f7fa; }
-  * { box-sizing: border-box; }
-  body { margin: 0; padding: 2rem; font: 14px/1.45 system-ui, -apple-system, "Segoe UI",
-         Roboto, sans-serif; color: var(--fg); background: #fff; }
-  main { max-width: 1200px; margin: 0 auto; }
-  h1 { margin: 0 0 .25rem; font-size: 1.6rem; }
-  h2 { margin: 2rem 0 .75rem; font-size: 1.2rem; border-bottom: 1px solid var(--line);
-       padding-bottom: .25rem; }
-  .meta, .empty { color: var(--muted); }
+$base_css  .meta, .empty { color: var(--muted); }
   a { color: inherit; }
-  code { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-         word-break: break-all; }
-  .tiles { display: flex; flex-wrap: wrap; gap: .75rem; }
-  .tile { background: var(--bg); border: 1px solid var(--line); border-radius: 6px;
-          padding: .6rem .9rem; min-width: 9rem; }
-  .tile b { display: block; font-size: 1.25rem; }
-  .tile span { color: var(--muted); }
-  table { border-collapse: collapse; width: 100%; margin: .25rem 0 .5rem; }
-  th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid var(--line);
-           vertical-align: top; }
-  th { background: var(--bg); font-weight: 600; white-space: nowrap; }
-  td { font-variant-numeric: tabular-nums; }
-  .tag { display: inline-block; color: #fff; border-radius: 3px; padding: 0 .4rem;
-         font-size: .8rem; background: #7b93db; }
   .sev-error { background: #e12d39; }
   .sev-warning { background: #f0b429; }
   .sev-info { background: #7b93db; }

@@ -28,6 +28,7 @@ from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
 __all__ = [
     "DEFINED_CHARSETS",
     "Levels",
+    "StudyPatients",
     "check_dataset",
     "private_creators",
     "raw_text",
@@ -258,3 +259,20 @@ def check_dataset(ds: Dataset, levels: Levels, out: FindingsCollector, *, where:
         study_uid = _uid(ds, "StudyInstanceUID")
         for creator in sorted(private_creators(ds)):
             out.add(FindingKind.PRIVATE_CREATOR, creator, study_uid=study_uid)
+
+
+class StudyPatients:
+    """The PatientIDs each StudyInstanceUID was seen with; a second one is a finding."""
+
+    def __init__(self, findings: FindingsCollector, detail: str) -> None:
+        self.findings = findings
+        self.detail = detail
+        self._seen: dict[str, set[str]] = {}
+
+    def note(self, study_uid: str, patient_id: str) -> None:
+        patients = self._seen.setdefault(study_uid, set())
+        patients.add(patient_id)
+        if len(patients) > 1:
+            self.findings.set_count(
+                FindingKind.STUDY_UNDER_TWO_PATIENTS, study_uid, len(patients), self.detail
+            )

@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.filesystem import FileHeader, FolderEndpoint
-from pacsmigrate.inventory.checks import Levels, check_dataset, raw_text
+from pacsmigrate.inventory.checks import Levels, StudyPatients, check_dataset, raw_text
 from pacsmigrate.inventory.crawl import InventorySummary, finish_inventory
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
@@ -76,10 +76,15 @@ class _FolderInventory:
     places: dict[str, list[str]] = field(default_factory=dict)  # SOP UID -> paths
     studies: dict[str, Study] = field(default_factory=dict)  # this batch's rows
     series: dict[tuple[str, str], Series] = field(default_factory=dict)
-    study_patients: dict[str, set[str]] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)  # studies counted this run
     series_seen: set[tuple[str, str]] = field(default_factory=set)
     reopened: set[str] = field(default_factory=set)
+    patients: StudyPatients = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.patients = StudyPatients(
+            self.findings, "files of this study name different PatientIDs"
+        )
 
     def file(self, header: FileHeader) -> None:
         self.summary.files += 1
@@ -118,7 +123,7 @@ class _FolderInventory:
                 self.reopened.add(study_uid)
 
     def _study(self, ds: Dataset, study_uid: str) -> Study:
-        self._note_patient(study_uid, _text(ds, "PatientID"))
+        self.patients.note(study_uid, _text(ds, "PatientID"))
         if study_uid in self.studies:
             return self.studies[study_uid]
         study: Study
@@ -153,17 +158,6 @@ class _FolderInventory:
         if len(paths) > 1:
             self.findings.set_count(
                 FindingKind.SOP_UID_IN_TWO_PLACES, sop_uid, len(paths), " | ".join(paths)
-            )
-
-    def _note_patient(self, study_uid: str, patient_id: str) -> None:
-        patients = self.study_patients.setdefault(study_uid, set())
-        patients.add(patient_id)
-        if len(patients) > 1:
-            self.findings.set_count(
-                FindingKind.STUDY_UNDER_TWO_PATIENTS,
-                study_uid,
-                len(patients),
-                "files of this study name different PatientIDs",
             )
 
     def commit(self) -> None:

@@ -31,6 +31,7 @@ from datetime import date, timedelta
 
 from pydicom.dataset import Dataset
 
+from pacsmigrate.inventory.checks import StudyPatients
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector, redact_patient_keys
 
 __all__ = ["Slice", "SliceCrawler", "is_suspicious_count", "study_query"]
@@ -215,7 +216,9 @@ class SliceCrawler:
         self.queries = 0
         self.splits = 0
         self.seen: set[str] = set()
-        self._patients: dict[str, set[str]] = {}
+        self._patients = StudyPatients(
+            findings, "the source answers this study with different PatientIDs"
+        )
 
     def run(self) -> set[str]:
         """Crawl every slice; returns the StudyInstanceUIDs found."""
@@ -268,22 +271,11 @@ class SliceCrawler:
             if not uid:
                 self.findings.add(FindingKind.MISSING_STUDY_UID, "study-level query answer")
                 continue
-            self._note_patient(uid, _text(row, "PatientID"))
+            self._patients.note(uid, _text(row, "PatientID"))
             if uid not in self.seen:
                 self.seen.add(uid)
                 self.on_study(row)
         return uids
-
-    def _note_patient(self, uid: str, patient_id: str) -> None:
-        patients = self._patients.setdefault(uid, set())
-        patients.add(patient_id)
-        if len(patients) > 1:
-            self.findings.set_count(
-                FindingKind.STUDY_UNDER_TWO_PATIENTS,
-                uid,
-                len(patients),
-                "the source answers this study with different PatientIDs",
-            )
 
     # -- ways to split -----------------------------------------------------
 

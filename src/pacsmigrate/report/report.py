@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from pacsmigrate._html import base_css
 from pacsmigrate.endpoints.status import describe
 from pacsmigrate.ledger.models import Instance, Run, Series, Study
 from pacsmigrate.ledger.states import InstanceVerify, StudyState
@@ -394,6 +395,7 @@ def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page (inline CSS, no scripts)."""
     phi = "shown" if report["show_phi"] else "omitted"
     return _template().substitute(
+        base_css=base_css(),
         generated_at=_e(report["generated_at"]),
         phi=_e(phi),
         totals=_totals_html(report["totals"]),
