@@ -2,18 +2,22 @@
 
 One pass, streaming: each file's header is read, checked (``checks.py``) and
 upserted, and the session commits every ``_BATCH`` files, so memory holds the
-current batch plus one set of SOP Instance UIDs (to find the same instance in
-two places). Files that are not DICOM or cannot be read become findings with
-their path, and the walk goes on.
+current batch and the UIDs of the studies and series seen (far fewer than the
+files). The same SOP Instance UID in two files is found through the ledger:
+the instance's recorded path differs and still exists, or the UID sits in two
+studies. Files that are not DICOM or cannot be read become findings with their
+path, and the walk goes on.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.filesystem import FileHeader, FolderEndpoint
@@ -22,7 +26,7 @@ from pacsmigrate.inventory.crawl import InventorySummary, finish_inventory
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
-from pacsmigrate.ledger.models import Series, Study
+from pacsmigrate.ledger.models import Instance, Series, Study
 from pacsmigrate.ledger.states import StudyState
 
 __all__ = ["run_folder_inventory"]
@@ -73,7 +77,7 @@ class _FolderInventory:
     session: Session
     summary: InventorySummary
     findings: FindingsCollector
-    places: dict[str, list[str]] = field(default_factory=dict)  # SOP UID -> paths
+    duplicates: dict[str, set[str]] = field(default_factory=dict)  # SOP UID -> paths
     studies: dict[str, Study] = field(default_factory=dict)  # this batch's rows
     series: dict[tuple[str, str], Series] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)  # studies counted this run
@@ -107,15 +111,18 @@ class _FolderInventory:
     ) -> None:
         study = self._study(ds, study_uid)
         series = self._series(ds, study, series_uid)
-        self._place(sop_uid, str(header.path), study_uid)
         fields: dict[str, Any] = {
             "sop_class_uid": _sop_class(ds),
             "instance_number": _text(ds, "InstanceNumber"),
             "transfer_syntax_uid": _transfer_syntax(ds),
             "size": header.size,
-            "source_path": str(header.path),
         }
         result = repo.upsert_instance(self.session, series, sop_uid, fields)
+        path = str(header.path)
+        previous = result.row.source_path
+        if previous and previous != path and Path(previous).exists():
+            self.duplicates.setdefault(sop_uid, set()).update((previous, path))
+        result.row.source_path = path
         self.summary.instances += 1
         if result.created:
             self.summary.instances_new += 1
@@ -151,13 +158,16 @@ class _FolderInventory:
                 self.summary.series += 1
         return self.series[key]
 
-    def _place(self, sop_uid: str, path: str, study_uid: str) -> None:
-        paths = self.places.setdefault(sop_uid, [])
-        if path not in paths:
-            paths.append(path)
-        if len(paths) > 1:
+    def report_duplicates(self) -> None:
+        """SOP Instance UIDs in two files (same study, seen above) or in two studies."""
+        for sop_uid, _ in repo.sop_uids_in_several_studies(self.session):
+            paths = self.session.scalars(
+                select(Instance.source_path).where(Instance.sop_instance_uid == sop_uid)
+            )
+            self.duplicates.setdefault(sop_uid, set()).update(p for p in paths if p)
+        for sop_uid, places in sorted(self.duplicates.items()):
             self.findings.set_count(
-                FindingKind.SOP_UID_IN_TWO_PLACES, sop_uid, len(paths), " | ".join(paths)
+                FindingKind.SOP_UID_IN_TWO_PLACES, sop_uid, len(places), " | ".join(sorted(places))
             )
 
     def commit(self) -> None:
@@ -188,6 +198,7 @@ def run_folder_inventory(source: FolderEndpoint, ledger: Ledger) -> InventorySum
                 LOGGER.info("inventory: %d files read", number)
         walk.reopen()
         walk.commit()
+        walk.report_duplicates()
         finish_inventory(session, run, summary, findings)
     LOGGER.info("inventory: %(files)d files, %(studies)d studies", summary.as_dict())
     return summary
