@@ -29,10 +29,19 @@ __all__ = [
     "ReceivedInstance",
     "RetrieveResult",
     "StoreSession",
+    "TruncatedAnswer",
     "parse_dimse_url",
 ]
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII except backslash
+
+
+class TruncatedAnswer(Exception):  # noqa: N818 - it is an event, not a bug
+    """A query answer the peer cut short (a cancel status, or a failure after matches).
+
+    Raised by ``find`` after the matches it did yield; the inventory keeps those
+    and splits the query, as it does for an answer that reaches the cap.
+    """
 
 
 @dataclass(frozen=True)

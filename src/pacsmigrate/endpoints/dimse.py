@@ -53,8 +53,10 @@ from pacsmigrate.endpoints.base import (
     InstanceSink,
     ReceivedInstance,
     RetrieveResult,
+    TruncatedAnswer,
 )
 from pacsmigrate.endpoints.status import (
+    CANCEL,
     MOVE_DESTINATION_UNKNOWN,
     OUT_OF_RESOURCES_SUBOPS,
     SUCCESS,
@@ -271,6 +273,7 @@ class DimseEndpoint:
 
             def find(identifier: Dataset) -> Iterator[Dataset]:
                 assoc = established()
+                matches = 0
                 for status, match in assoc.send_c_find(identifier, model):
                     code = status.get("Status")
                     if code is None:
@@ -279,7 +282,12 @@ class DimseEndpoint:
                         )
                     if is_pending(code):
                         if match is not None:
+                            matches += 1
                             yield match
+                    elif code == CANCEL or (code != SUCCESS and matches):
+                        # we never cancel: the peer stopped early (e.g. Orthanc's
+                        # LimitFindResults answers 0xFE00 after N matches)
+                        raise TruncatedAnswer(f"{_status_text(status)} after {matches} matches")
                     elif code != SUCCESS:
                         raise ProtocolError(
                             f"{self.label} answered C-FIND with {_status_text(status)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CANCEL",
     "MOVE_DESTINATION_UNKNOWN",
     "OUT_OF_RESOURCES",
     "OUT_OF_RESOURCES_SUBOPS",

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from pacsmigrate.endpoints.base import Endpoint
 from pacsmigrate.errors import TransientError
 from pacsmigrate.inventory.checks import Levels, check_dataset, raw_text
-from pacsmigrate.inventory.slicing import SliceCrawler
+from pacsmigrate.inventory.slicing import SliceCrawler, answer
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
@@ -190,7 +190,8 @@ class _QueryInventory:
             "SERIES", _SERIES_KEYS, StudyInstanceUID=study.study_uid, SeriesInstanceUID=""
         )
         found = new = 0
-        for match in self._unique(list(self.find(query)), "SeriesInstanceUID", study.study_uid):
+        rows = self._rows(query, f"series of study {study.study_uid}", study.study_uid)
+        for match in self._unique(rows, "SeriesInstanceUID", study.study_uid):
             check_dataset(match, Levels(series=True), self.findings)
             series = repo.upsert_series(
                 self.session, study, _uid(match, "SeriesInstanceUID"), _fields(match, _SERIES_KEYS)
@@ -209,14 +210,7 @@ class _QueryInventory:
             SeriesInstanceUID=series.series_uid,
             SOPInstanceUID="",
         )
-        rows = list(self.find(query))
-        if self.options.find_cap and len(rows) >= self.options.find_cap:
-            self.findings.add(
-                FindingKind.SLICE_TRUNCATED,
-                f"images of series {series.series_uid}",
-                f"{len(rows)} rows, the configured cap; a series cannot be split further",
-                study_uid=study_uid,
-            )
+        rows = self._rows(query, f"images of series {series.series_uid}", study_uid)
         found = new = 0
         for image in self._unique(rows, "SOPInstanceUID", study_uid):
             check_dataset(image, Levels(image=True), self.findings)
@@ -227,6 +221,20 @@ class _QueryInventory:
             new += int(created)
         self.summary.instances += found
         return found, new
+
+    def _rows(self, query: Dataset, what: str, study_uid: str) -> list[Dataset]:
+        """A series- or image-level answer; one cut short cannot be split: a finding."""
+        rows, truncated = answer(self.find, query)
+        capped = bool(self.options.find_cap) and len(rows) >= self.options.find_cap
+        if truncated or capped:
+            why = "cut short by the source" if truncated else "the configured cap"
+            self.findings.add(
+                FindingKind.SLICE_TRUNCATED,
+                what,
+                f"{len(rows)} rows, {why}; this level cannot be split further",
+                study_uid=study_uid,
+            )
+        return rows
 
     def _unique(self, rows: list[Dataset], keyword: str, study_uid: str) -> Iterator[Dataset]:
         """Rows with a UID, each UID once; repeats become a duplicate_rows finding."""
@@ -290,11 +298,11 @@ def run_inventory(
                 findings.merge(_with_retry(session, summary, functools.partial(crawl.study, match)))
                 session.commit()
 
-            def slice_find(query: Dataset) -> Iterator[Dataset]:
-                return iter(_with_retry(session, summary, lambda: list(find(query))))
+            def ask(query: Dataset) -> tuple[list[Dataset], bool]:
+                return _with_retry(session, summary, lambda: answer(find, query))
 
             slices = SliceCrawler(
-                slice_find,
+                ask,
                 _STUDY_KEYS,
                 on_study,
                 findings,

@@ -31,13 +31,28 @@ from datetime import date, timedelta
 
 from pydicom.dataset import Dataset
 
+from pacsmigrate.endpoints.base import TruncatedAnswer
 from pacsmigrate.inventory.checks import StudyPatients
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector, redact_patient_keys
 
-__all__ = ["Slice", "SliceCrawler", "is_suspicious_count", "study_query"]
+__all__ = ["Ask", "Slice", "SliceCrawler", "answer", "is_suspicious_count", "study_query"]
 
 LOGGER = logging.getLogger(__name__)
 Find = Callable[[Dataset], Iterator[Dataset]]
+#: One query's answer: its rows, and whether the peer said it cut them short.
+Ask = Callable[[Dataset], tuple[list[Dataset], bool]]
+
+
+def answer(find: Find, query: Dataset) -> tuple[list[Dataset], bool]:
+    """Every row ``find`` yields for ``query``, and whether the peer truncated them."""
+    rows: list[Dataset] = []
+    try:
+        for row in find(query):
+            rows.append(row)
+    except TruncatedAnswer:
+        return rows, True
+    return rows, False
+
 
 #: Modalities tried when a slice is split by ModalitiesInStudy; values seen in
 #: the capped answer are added (DICOM PS3.16 CID 29/33 and common legacy values).
@@ -197,7 +212,7 @@ class SliceCrawler:
 
     def __init__(
         self,
-        find: Find,
+        ask: Ask,
         keys: dict[str, str],
         on_study: Callable[[Dataset], None],
         findings: FindingsCollector,
@@ -206,7 +221,7 @@ class SliceCrawler:
         earliest: date = date(1900, 1, 1),
         today: date | None = None,
     ) -> None:
-        self.find = find
+        self.ask = ask
         self.keys = keys
         self.on_study = on_study
         self.findings = findings
@@ -227,12 +242,14 @@ class SliceCrawler:
 
     # -- one slice ---------------------------------------------------------
 
-    def _crawl(self, piece: Slice, rows: list[Dataset] | None = None) -> set[str]:
+    def _crawl(
+        self, piece: Slice, rows: list[Dataset] | None = None, truncated: bool = False
+    ) -> set[str]:
         if rows is None:
             self.queries += 1
-            rows = list(self.find(study_query(self.keys, piece)))
+            rows, truncated = self.ask(study_query(self.keys, piece))
         uids = self._take(rows)
-        if not is_suspicious_count(len(rows), self.cap):
+        if not truncated and not is_suspicious_count(len(rows), self.cap):
             return uids
         self.splits += 1
         LOGGER.info(
@@ -243,14 +260,16 @@ class SliceCrawler:
         for children, reuse in self._partitions(piece, rows):
             found = set()
             for child in children:
-                found |= self._crawl(child, rows if child == reuse else None)
+                reused = child == reuse
+                found |= self._crawl(child, rows if reused else None, truncated and reused)
             if uids <= found:
                 return uids | found
             uids |= found
         self.findings.add(
             FindingKind.SLICE_TRUNCATED,
             piece.describe(),
-            f"{len(rows)} rows, the most this source answers; no further split covers them",
+            f"{len(rows)} rows, {'cut short by the source' if truncated else 'a cap'};"
+            " no further split covers them",
         )
         LOGGER.warning(
             "query slice %s may be truncated at %d rows",
