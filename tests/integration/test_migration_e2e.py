@@ -263,6 +263,15 @@ def test_run_migrates_and_verifies_every_study(
     assert report["failures"] == []
     assert (project / "reports" / "report.html").is_file()
 
+    # after a migration, assess estimates from the rate that migration measured
+    run_ok("-C", str(project), "assess")
+    assessment = json.loads((project / "reports" / "assessment.json").read_text())
+    estimate = assessment["estimate"]
+    assert estimate["basis"].startswith("measured: migrate run"), estimate
+    assert f"stored {len(hospital)} in" in estimate["basis"]
+    assert estimate["seconds"] == pytest.approx(len(hospital) / estimate["throughput"], abs=0.1)
+    assert assessment["sized_studies"] == len(study_uids(hospital))  # sizes known once received
+
 
 def test_target_copies_equal_the_source_element_by_element(
     peers: Peers, hospital: list[GeneratedInstance], tmp_path: Path
