@@ -56,74 +56,13 @@ def answer(find: Find, query: Dataset) -> tuple[list[Dataset], bool]:
 
 #: Modalities tried when a slice is split by ModalitiesInStudy; values seen in
 #: the capped answer are added (DICOM PS3.16 CID 29/33 and common legacy values).
-MODALITIES = [
-    "CT",
-    "MR",
-    "CR",
-    "DX",
-    "US",
-    "NM",
-    "PT",
-    "XA",
-    "RF",
-    "MG",
-    "OT",
-    "SR",
-    "SC",
-    "DOC",
-    "KO",
-    "PR",
-    "SEG",
-    "REG",
-    "RTSTRUCT",
-    "RTPLAN",
-    "RTDOSE",
-    "RTIMAGE",
-    "RTRECORD",
-    "ES",
-    "IO",
-    "PX",
-    "XC",
-    "OP",
-    "OPT",
-    "OPM",
-    "OPV",
-    "SM",
-    "ECG",
-    "HD",
-    "AU",
-    "BI",
-    "BMD",
-    "DG",
-    "GM",
-    "IVUS",
-    "LS",
-    "RG",
-    "TG",
-    "EPS",
-    "HC",
-    "OCT",
-    "OSS",
-    "PLAN",
-    "RESP",
-    "BDUS",
-    "ASMT",
-    "AR",
-    "CD",
-    "DS",
-    "DF",
-    "DM",
-    "EC",
-    "FA",
-    "FS",
-    "LP",
-    "MA",
-    "MS",
-    "OPR",
-    "ST",
-    "VF",
-    "XAPX",
-]
+_MODALITY_TERMS = (
+    "CT MR CR DX US NM PT XA RF MG OT SR SC DOC KO PR SEG REG RTSTRUCT RTPLAN "
+    "RTDOSE RTIMAGE RTRECORD ES IO PX XC OP OPT OPM OPV SM ECG HD AU BI BMD DG "
+    "GM IVUS LS RG TG EPS HC OCT OSS PLAN RESP BDUS ASMT AR CD DS DF DM EC FA "
+    "FS LP MA MS OPR ST VF XAPX"
+)
+MODALITIES = tuple(_MODALITY_TERMS.split())
 _FIRST_CHARS = string.ascii_uppercase + string.digits
 _NEXT_CHARS = string.ascii_uppercase + string.ascii_lowercase + string.digits
 _MAX_NAME_PREFIX = 3
