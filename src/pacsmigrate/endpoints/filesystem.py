@@ -209,8 +209,11 @@ def _pixel_data_short(fp: BinaryIO, ds: Dataset, size: int) -> str:
     """Why the pixel data element runs past the end of the file, or ""."""
     syntax = _syntax(ds)
     start = fp.tell()
-    if syntax is None or start >= size:
+    if syntax is None:
         return ""
+    if size - start < 8:
+        # pydicom stops quietly at a partial element header at the end of a file
+        return _image_without_pixels(ds)
     little, implicit = syntax
     order = "<" if little else ">"
     header = fp.read(8)
@@ -229,6 +232,13 @@ def _pixel_data_short(fp: BinaryIO, ds: Dataset, size: int) -> str:
         return _fragments_short(fp, order, size)
     missing = fp.tell() + length - size
     return f"pixel data declares {length} bytes, {missing} are missing" if missing > 0 else ""
+
+
+def _image_without_pixels(ds: Dataset) -> str:
+    """An image's header (Image Pixel module) with no pixel data after it: cut off."""
+    if all(keyword in ds for keyword in ("Rows", "Columns", "BitsAllocated")):
+        return "the file ends where the pixel data should begin"
+    return ""
 
 
 def _fragments_short(fp: BinaryIO, order: str, size: int) -> str:
