@@ -44,7 +44,7 @@ def _assert_user_error(result: object, code: int, *needles: str) -> None:
 def test_unknown_config_key_names_it_and_suggests(tmp_path: Path) -> None:
     _init(tmp_path, "dimse://A@127.0.0.1:1", "dimse://B@127.0.0.1:2")
     path = tmp_path / "pacsmigrate.toml"
-    path.write_text(path.read_text().replace("workers = 4", "worker = 4"))
+    path.write_text(_in_migrate_section(path.read_text(), "workers = 4", "worker = 4"))
     _assert_user_error(
         run_cli("-C", str(tmp_path), "status"),
         2,
@@ -56,7 +56,7 @@ def test_unknown_config_key_names_it_and_suggests(tmp_path: Path) -> None:
 def test_wrongly_typed_setting(tmp_path: Path) -> None:
     _init(tmp_path, "dimse://A@127.0.0.1:1", "dimse://B@127.0.0.1:2")
     path = tmp_path / "pacsmigrate.toml"
-    path.write_text(path.read_text().replace("workers = 4", 'workers = "many"'))
+    path.write_text(_in_migrate_section(path.read_text(), "workers = 4", 'workers = "many"'))
     _assert_user_error(run_cli("-C", str(tmp_path), "status"), 2, "'migrate.workers'", "int")
 
 
@@ -166,3 +166,9 @@ def test_move_destination_unknown_a801(tmp_path: Path, a801_source: int) -> None
         "0xA801",
         f"register AE title '{CALLING_AE}' at host 127.0.0.1, port {port}",
     )
+
+
+def _in_migrate_section(text: str, old: str, new: str) -> str:
+    head, migrate = text.split("[migrate]", 1)
+    assert old in migrate
+    return head + "[migrate]" + migrate.replace(old, new, 1)

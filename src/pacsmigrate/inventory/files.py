@@ -3,7 +3,8 @@
 One pass, streaming: each file's header is read, checked (``checks.py``) and
 upserted, and the session commits every ``_BATCH`` files, so memory holds the
 current batch and the UIDs of the studies and series seen (far fewer than the
-files: bench/inventory.py measured 2.1 MiB more per 10 000 files, 0.7 kB a study). The same SOP Instance UID in two files is found through the ledger:
+files: bench/inventory.py measured 2.1 MiB more per 10 000 files, 0.7 kB a
+study). The same SOP Instance UID in two files is found through the ledger:
 the instance's recorded path differs and still exists, or the UID sits in two
 studies. Files that are not DICOM or cannot be read become findings with their
 path, and the walk goes on.
