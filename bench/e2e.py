@@ -32,7 +32,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from _common import SUBPROCESS_TIMEOUT, BenchError, in_workdir, run_pacsmigrate, tail
 
 from pacsmigrate.testing.hospital import GeneratedInstance, generate_hospital
 from pacsmigrate.testing.orthanc import (
@@ -53,13 +54,8 @@ from pacsmigrate.testing.orthanc import (
 CALLING_AE = "PACSMIGRATE"
 STORESCU = "storescu"
 STORESCU_PROFILE = "Bench"
-SUBPROCESS_TIMEOUT = 900  # seconds; a hung peer must not hang the benchmark
 
 SIDES = ("storescu", "pacsmigrate run", "pacsmigrate migrate")
-
-
-class BenchError(RuntimeError):
-    """A measured run did not do its job (exit code, missing or altered instances)."""
 
 
 @dataclass
@@ -124,11 +120,6 @@ def clear_target(target: OrthancServer) -> None:
 
 # --------------------------------------------------------------------------
 # the measured sides
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    text = path.read_text(errors="replace").splitlines() if path.exists() else []
-    return "\n".join(text[-lines:])
 
 
 def write_storescu_config(files: list[GeneratedInstance], path: Path) -> Path:
@@ -197,35 +188,14 @@ def time_storescu(bench: Bench, rep: int) -> float:
             handle.close()
     for code, log in zip(codes, logs, strict=True):
         if code != 0:
-            raise BenchError(f"storescu exited with {code}:\n{_tail(log)}")
-    return elapsed
-
-
-def _pacsmigrate(log: Path, *args: str) -> float:
-    """Run ``python -m pacsmigrate ARGS``; return its wall time; raise unless exit 0."""
-    command = [sys.executable, "-m", "pacsmigrate", *args]
-    with log.open("ab") as handle:
-        handle.write(f"$ {' '.join(command)}\n".encode())
-        handle.flush()
-        start = time.perf_counter()
-        try:
-            code = subprocess.call(
-                command, stdout=handle, stderr=subprocess.STDOUT, timeout=SUBPROCESS_TIMEOUT
-            )
-        except subprocess.TimeoutExpired as exc:  # subprocess.call has killed it
-            raise BenchError(
-                f"{' '.join(args)} still running after {SUBPROCESS_TIMEOUT} s"
-            ) from exc
-        elapsed = time.perf_counter() - start
-    if code != 0:
-        raise BenchError(f"pacsmigrate {' '.join(args)} exited with {code}:\n{_tail(log)}")
+            raise BenchError(f"storescu exited with {code}:\n{tail(log)}")
     return elapsed
 
 
 def _new_project(bench: Bench, name: str, log: Path) -> Path:
     project = bench.workdir / name
     shutil.rmtree(project, ignore_errors=True)
-    _pacsmigrate(
+    run_pacsmigrate(
         log,
         "init",
         str(project),
@@ -245,7 +215,7 @@ def time_run(bench: Bench, rep: int) -> float:
     """Seconds for ``pacsmigrate run`` (inventory, migrate, verify, report) in a new project."""
     log = bench.workdir / f"run-{rep}.log"
     project = _new_project(bench, f"project-run-{rep}", log)
-    seconds = _pacsmigrate(
+    seconds = run_pacsmigrate(
         log,
         "-C",
         str(project),
@@ -278,8 +248,8 @@ def time_migrate(bench: Bench, rep: int) -> float:
     """Seconds for ``pacsmigrate migrate`` alone, after an untimed ``inventory``."""
     log = bench.workdir / f"migrate-{rep}.log"
     project = _new_project(bench, f"project-migrate-{rep}", log)
-    bench.inventory_seconds.append(_pacsmigrate(log, "-C", str(project), "inventory"))
-    return _pacsmigrate(log, "-C", str(project), "migrate", "--workers", str(bench.workers))
+    bench.inventory_seconds.append(run_pacsmigrate(log, "-C", str(project), "inventory"))
+    return run_pacsmigrate(log, "-C", str(project), "migrate", "--workers", str(bench.workers))
 
 
 MEASURES: dict[str, Callable[[Bench, int], float]] = {
@@ -431,7 +401,7 @@ def run_bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         inventory = statistics.median(bench.inventory_seconds)
         run_stages = bench.run_stages
     # the fixed cost inside both pacsmigrate figures: starting Python and importing
-    startup = _pacsmigrate(workdir / "version.log", "version")
+    startup = run_pacsmigrate(workdir / "version.log", "version")
     result = summarise(times, len(files), args.workers)
     result["scale"] = args.scale
     result["process_start_seconds"] = startup
@@ -471,21 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="pacsmigrate-bench-"))
-    if args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-    try:
-        result = run_bench(workdir, args)
-    except KeyboardInterrupt:
-        print("benchmark interrupted; both Orthanc servers were stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, result = in_workdir(
+        args.keep,
+        "pacsmigrate-bench-",
+        lambda workdir: run_bench(workdir, args),
+        "both Orthanc servers were stopped",
+    )
+    if code:
+        return code
     print_table(result)
     print(f"(whole benchmark {result['total_seconds']:.0f} s)")
     if args.json:

@@ -47,7 +47,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +57,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from _common import BenchError, in_workdir, run_pacsmigrate, tail
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian
@@ -106,10 +106,6 @@ TAGS = {
     "SeriesInstanceUID": "0020,000e",
     "SOPInstanceUID": "0008,0018",
 }
-
-
-class BenchError(RuntimeError):
-    """A measured run did not do its job (exit code, missing studies or instances)."""
 
 
 # --------------------------------------------------------------------------
@@ -344,11 +340,6 @@ def load_orthanc(server: OrthancServer, specs: list[StudySpec]) -> None:
 # running processes
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    text = path.read_text(errors="replace").splitlines() if path.exists() else []
-    return "\n".join(text[-lines:])
-
-
 def _env(find_cap: int | None) -> dict[str, str]:
     """Our environment without PACSMIGRATE_* settings; ``find_cap`` set if given."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PACSMIGRATE_")}
@@ -358,28 +349,7 @@ def _env(find_cap: int | None) -> dict[str, str]:
 
 
 def _pacsmigrate(log: Path, *args: str, env: dict[str, str] | None = None) -> float:
-    """Run ``python -m pacsmigrate ARGS``; return its wall time; raise unless exit 0."""
-    command = [sys.executable, "-m", "pacsmigrate", *args]
-    with log.open("ab") as handle:
-        handle.write(f"$ {' '.join(command)}\n".encode())
-        handle.flush()
-        start = time.perf_counter()
-        try:
-            code = subprocess.call(
-                command,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                timeout=SUBPROCESS_TIMEOUT,
-                env=env or _env(None),
-            )
-        except subprocess.TimeoutExpired as exc:  # subprocess.call has killed it
-            raise BenchError(
-                f"pacsmigrate {' '.join(args)} still running after {SUBPROCESS_TIMEOUT} s"
-            ) from exc
-        elapsed = time.perf_counter() - start
-    if code != 0:
-        raise BenchError(f"pacsmigrate {' '.join(args)} exited with {code}:\n{_tail(log)}")
-    return elapsed
+    return run_pacsmigrate(log, *args, env=env or _env(None), timeout=SUBPROCESS_TIMEOUT)
 
 
 def _new_project(workdir: Path, name: str, source: str, log: Path) -> Path:
@@ -830,7 +800,7 @@ def ours_folder(workdir: Path, root: Path, label: str) -> Crawl:
             reader.join(timeout=10)
     if process.returncode != 0:
         raise BenchError(f"pacsmigrate inventory of {root} exited with {process.returncode}:\n"
-                         f"{_tail(log)}")  # fmt: skip
+                         f"{tail(log)}")  # fmt: skip
     if not samples:
         raise BenchError(f"inventory of {root} ended before its memory could be sampled")
     summary = read_ledger(project).summary
@@ -1093,21 +1063,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    workdir = args.keep or Path(tempfile.mkdtemp(prefix="pacsmigrate-inventory-bench-", dir="/tmp"))
-    if args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-    try:
-        result = run_bench(workdir, args, findscu)
-    except KeyboardInterrupt:
-        print("benchmark interrupted; Orthanc (if started) was stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    code, result = in_workdir(
+        args.keep,
+        "pacsmigrate-inventory-bench-",
+        lambda workdir: run_bench(workdir, args, findscu),
+        "Orthanc (if started) was stopped",
+    )
+    if code:
+        return code
     if "pacs" in result:
         print_pacs(result["pacs"])
     if "folder" in result:
