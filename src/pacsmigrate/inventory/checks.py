@@ -21,6 +21,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector
@@ -32,6 +33,8 @@ __all__ = [
     "check_dataset",
     "private_creators",
     "raw_text",
+    "text_of",
+    "uid_of",
     "uid_problem",
 ]
 
@@ -99,6 +102,26 @@ def raw_text(ds: Dataset, keyword: str) -> str:
     return str(value)
 
 
+def uid_of(ds: Dataset, keyword: str) -> str:
+    """A UID as the ledger keys it: the stored value without padding."""
+    return raw_text(ds, keyword).strip("\x00 ")
+
+
+def text_of(ds: Dataset, keyword: str) -> str:
+    """A value as the ledger stores it; several values joined by a backslash.
+
+    A value pydicom cannot convert reads as "": the header checks report it."""
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(item) for item in value)
+    return str(value).strip()
+
+
 def uid_problem(stored: str) -> str:
     """Why ``stored`` (raw, pad kept) breaks PS3.5 9.1, or "" when it is a valid UID."""
     value = stored[:-1] if stored.endswith("\x00") and len(stored) % 2 == 0 else stored
@@ -121,16 +144,12 @@ def _shown_uid(stored: str) -> str:
     return value.replace("\x00", "\\x00")
 
 
-def _uid(ds: Dataset, keyword: str) -> str:
-    return raw_text(ds, keyword).rstrip("\x00 ")
-
-
 def _subjects(ds: Dataset, where: str) -> dict[str, str]:
     """Subject per level: the entity's UID, else ``where``."""
     return {
-        "STUDY": _uid(ds, "StudyInstanceUID") or where,
-        "SERIES": _uid(ds, "SeriesInstanceUID") or where,
-        "IMAGE": _uid(ds, "SOPInstanceUID") or where,
+        "STUDY": uid_of(ds, "StudyInstanceUID") or where,
+        "SERIES": uid_of(ds, "SeriesInstanceUID") or where,
+        "IMAGE": uid_of(ds, "SOPInstanceUID") or where,
     }
 
 
@@ -146,7 +165,7 @@ _MISSING = {
 
 def _missing(ds: Dataset, levels: list[str], where: str, out: FindingsCollector) -> None:
     subjects = _subjects(ds, where)
-    study_uid = _uid(ds, "StudyInstanceUID")
+    study_uid = uid_of(ds, "StudyInstanceUID")
     for keyword, (kind, level, self_naming) in _MISSING.items():
         if level not in levels or raw_text(ds, keyword).strip("\x00 "):
             continue
@@ -162,7 +181,7 @@ def _file_meta_sop_class(ds: Dataset) -> str:
 
 
 def _invalid_uids(ds: Dataset, levels: list[str], out: FindingsCollector) -> None:
-    study_uid = _uid(ds, "StudyInstanceUID")
+    study_uid = uid_of(ds, "StudyInstanceUID")
     for level in levels:
         for keyword in _UID_KEYS[level]:
             stored = raw_text(ds, keyword)
@@ -226,7 +245,7 @@ def _keyword(tag: BaseTag) -> str:
 def _charset(ds: Dataset, subject: str, out: FindingsCollector) -> None:
     terms = _charset_terms(ds)
     known = [term for term in terms if term in DEFINED_CHARSETS or term in _ISO2022 or not term]
-    study_uid = _uid(ds, "StudyInstanceUID")
+    study_uid = uid_of(ds, "StudyInstanceUID")
     if len(known) != len(terms):
         out.add(FindingKind.UNKNOWN_CHARSET, "\\".join(terms), study_uid=study_uid)
         return  # decoding against an unknown declaration proves nothing
@@ -256,7 +275,7 @@ def check_dataset(ds: Dataset, levels: Levels, out: FindingsCollector, *, where:
         subject = _subjects(ds, where)["IMAGE" if levels.image else "STUDY"]
         _charset(ds, subject, out)
     if levels.private:
-        study_uid = _uid(ds, "StudyInstanceUID")
+        study_uid = uid_of(ds, "StudyInstanceUID")
         for creator in sorted(private_creators(ds)):
             out.add(FindingKind.PRIVATE_CREATOR, creator, study_uid=study_uid)
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.base import Endpoint
 from pacsmigrate.errors import TransientError
-from pacsmigrate.inventory.checks import Levels, check_dataset, raw_text
+from pacsmigrate.inventory.checks import Levels, check_dataset, text_of, uid_of
 from pacsmigrate.inventory.slicing import SliceCrawler, answer
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
@@ -94,17 +94,8 @@ def _query(level: str, keys: dict[str, str], **unique: str) -> Dataset:
     return ds
 
 
-def _value(match: Dataset, keyword: str) -> str:
-    value = match.get(keyword)
-    if value is None or value == "":
-        return ""
-    if keyword == "ModalitiesInStudy" and not isinstance(value, str):
-        return "\\".join(str(item) for item in value)
-    return str(value).strip()
-
-
 def _fields(match: Dataset, keys: dict[str, str]) -> dict[str, str]:
-    return {column: _value(match, keyword) for keyword, column in keys.items()}
+    return {column: text_of(match, keyword) for keyword, column in keys.items()}
 
 
 def _reported(match: Dataset) -> int | None:
@@ -139,7 +130,7 @@ class _QueryInventory:
 
     def _study(self, match: Dataset) -> None:
         check_dataset(match, Levels(study=True, text=True), self.findings)
-        study_uid = _uid(match, "StudyInstanceUID")
+        study_uid = uid_of(match, "StudyInstanceUID")
         fields: dict[str, Any] = _fields(match, _STUDY_KEYS)
         reported = fields["reported_instances"] = _reported(match)
         result = repo.upsert_study(self.session, study_uid, fields)
@@ -194,7 +185,10 @@ class _QueryInventory:
         for match in self._unique(rows, "SeriesInstanceUID", study.study_uid):
             check_dataset(match, Levels(series=True), self.findings)
             series = repo.upsert_series(
-                self.session, study, _uid(match, "SeriesInstanceUID"), _fields(match, _SERIES_KEYS)
+                self.session,
+                study,
+                uid_of(match, "SeriesInstanceUID"),
+                _fields(match, _SERIES_KEYS),
             ).row
             self.summary.series += 1
             count, created = self._images_of(study.study_uid, series)
@@ -215,7 +209,10 @@ class _QueryInventory:
         for image in self._unique(rows, "SOPInstanceUID", study_uid):
             check_dataset(image, Levels(image=True), self.findings)
             created = repo.upsert_instance(
-                self.session, series, _uid(image, "SOPInstanceUID"), _fields(image, _INSTANCE_KEYS)
+                self.session,
+                series,
+                uid_of(image, "SOPInstanceUID"),
+                _fields(image, _INSTANCE_KEYS),
             ).created
             found += 1
             new += int(created)
@@ -240,7 +237,7 @@ class _QueryInventory:
         """Rows with a UID, each UID once; repeats become a duplicate_rows finding."""
         seen: set[str] = set()
         for row in rows:
-            uid = _uid(row, keyword)
+            uid = uid_of(row, keyword)
             if not uid:
                 levels = Levels(image=True) if keyword == "SOPInstanceUID" else Levels(series=True)
                 where = f"{keyword} missing in an answer for study {study_uid}"
@@ -251,10 +248,6 @@ class _QueryInventory:
                 continue
             seen.add(uid)
             yield row
-
-
-def _uid(match: Dataset, keyword: str) -> str:
-    return raw_text(match, keyword).strip("\x00 ")
 
 
 def _with_retry(

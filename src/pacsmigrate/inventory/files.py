@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacsmigrate.endpoints.filesystem import FileHeader, FolderEndpoint
-from pacsmigrate.inventory.checks import Levels, StudyPatients, check_dataset, raw_text
+from pacsmigrate.inventory.checks import Levels, StudyPatients, check_dataset, text_of, uid_of
 from pacsmigrate.inventory.crawl import InventorySummary, finish_inventory
 from pacsmigrate.ledger import repo
 from pacsmigrate.ledger.db import Ledger
@@ -50,27 +50,15 @@ _SERIES_FIELDS = {
 _REOPEN = {StudyState.TRANSFERRED.value, StudyState.VERIFIED.value}
 
 
-def _uid(ds: Dataset, keyword: str) -> str:
-    return raw_text(ds, keyword).strip("\x00 ")
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:  # a value pydicom cannot convert is a finding already
-        return ""
-    return "" if value is None else str(value).strip()
-
-
 def _sop_class(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
-    from_meta = _uid(meta, "MediaStorageSOPClassUID") if meta is not None else ""
-    return _uid(ds, "SOPClassUID") or from_meta
+    from_meta = uid_of(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    return uid_of(ds, "SOPClassUID") or from_meta
 
 
 def _transfer_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
-    return _uid(meta, "TransferSyntaxUID") if meta is not None else ""
+    return uid_of(meta, "TransferSyntaxUID") if meta is not None else ""
 
 
 @dataclass
@@ -102,7 +90,7 @@ class _FolderInventory:
         assert ds is not None
         check_dataset(ds, Levels.file(), self.findings, where=str(header.path))
         uids = [
-            _uid(ds, key) for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+            uid_of(ds, key) for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
         ]
         if all(uids):
             self._record(ds, header, *uids)
@@ -114,7 +102,7 @@ class _FolderInventory:
         series = self._series(ds, study, series_uid)
         fields: dict[str, Any] = {
             "sop_class_uid": _sop_class(ds),
-            "instance_number": _text(ds, "InstanceNumber"),
+            "instance_number": text_of(ds, "InstanceNumber"),
             "transfer_syntax_uid": _transfer_syntax(ds),
             "size": header.size,
         }
@@ -131,11 +119,11 @@ class _FolderInventory:
                 self.reopened.add(study_uid)
 
     def _study(self, ds: Dataset, study_uid: str) -> Study:
-        self.patients.note(study_uid, _text(ds, "PatientID"))
+        self.patients.note(study_uid, text_of(ds, "PatientID"))
         if study_uid in self.studies:
             return self.studies[study_uid]
         study: Study
-        fields = {column: _text(ds, keyword) for keyword, column in _STUDY_FIELDS.items()}
+        fields = {column: text_of(ds, keyword) for keyword, column in _STUDY_FIELDS.items()}
         if study_uid in self.touched:  # seen in an earlier batch of this run
             study = repo.upsert_study(self.session, study_uid, {}).row
         else:
@@ -151,7 +139,7 @@ class _FolderInventory:
     def _series(self, ds: Dataset, study: Study, series_uid: str) -> Series:
         key = (study.study_uid, series_uid)
         if key not in self.series:
-            fields = {column: _text(ds, keyword) for keyword, column in _SERIES_FIELDS.items()}
+            fields = {column: text_of(ds, keyword) for keyword, column in _SERIES_FIELDS.items()}
             result = repo.upsert_series(self.session, study, series_uid, fields)
             self.series[key] = result.row
             if key not in self.series_seen:

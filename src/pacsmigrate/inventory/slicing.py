@@ -32,7 +32,7 @@ from datetime import date, timedelta
 from pydicom.dataset import Dataset
 
 from pacsmigrate.endpoints.base import TruncatedAnswer
-from pacsmigrate.inventory.checks import StudyPatients
+from pacsmigrate.inventory.checks import StudyPatients, text_of, uid_of
 from pacsmigrate.ledger.findings import FindingKind, FindingsCollector, redact_patient_keys
 
 __all__ = ["Ask", "Slice", "SliceCrawler", "answer", "is_suspicious_count", "study_query"]
@@ -137,15 +137,6 @@ def study_query(keys: dict[str, str], piece: Slice) -> Dataset:
     return ds
 
 
-def _text(match: Dataset, keyword: str) -> str:
-    value = match.get(keyword)
-    if value is None:
-        return ""
-    if not isinstance(value, str) and keyword == "ModalitiesInStudy":
-        return "\\".join(str(item) for item in value)
-    return str(value).strip()
-
-
 class SliceCrawler:
     """Runs study queries slice by slice; hands every study to ``on_study`` once."""
 
@@ -219,17 +210,17 @@ class SliceCrawler:
 
     def _take(self, rows: list[Dataset]) -> set[str]:
         """Deduplicate one answer; new studies go to ``on_study``."""
-        per_uid = Counter(_text(row, "StudyInstanceUID") for row in rows)
+        per_uid = Counter(uid_of(row, "StudyInstanceUID") for row in rows)
         uids = {uid for uid in per_uid if uid}
         for uid, count in per_uid.items():
             if uid and count > 1:
                 self.findings.add(FindingKind.DUPLICATE_ROWS, uid, count=count - 1, study_uid=uid)
         for row in rows:
-            uid = _text(row, "StudyInstanceUID")
+            uid = uid_of(row, "StudyInstanceUID")
             if not uid:
                 self.findings.add(FindingKind.MISSING_STUDY_UID, "study-level query answer")
                 continue
-            self._patients.note(uid, _text(row, "PatientID"))
+            self._patients.note(uid, text_of(row, "PatientID"))
             if uid not in self.seen:
                 self.seen.add(uid)
                 self.on_study(row)
@@ -283,7 +274,7 @@ class SliceCrawler:
         seen = {
             value
             for row in rows
-            for value in _text(row, "ModalitiesInStudy").split("\\")
+            for value in text_of(row, "ModalitiesInStudy").split("\\")
             if value.strip()
         }
         values = list(MODALITIES) + sorted(seen - set(MODALITIES))
@@ -298,7 +289,7 @@ class SliceCrawler:
         seen = {
             value[depth]
             for row in rows
-            if (value := _text(row, keyword)).startswith(prefix)
+            if (value := text_of(row, keyword)).startswith(prefix)
             and len(value) > depth
             and value[depth] not in "*?\\"
         }
